@@ -1,0 +1,46 @@
+# pyrunc — set-up, tests and demo.  Every target works on a fresh Debian 12 machine (as root).
+SHELL     := /bin/bash
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := .stamp
+# Packages the runtime, its tests and the side-by-side anchors need.
+APT_PKGS  := libcap-dev busybox-static iproute2 tmux runc crun containerd podman \
+             qemu-system-x86 linux-image-amd64 procps psmisc util-linux
+PYTEST    ?= $(PY) -m pytest
+
+.PHONY: setup test test-host test-vm demo bench conformance proto clean
+
+setup: $(STAMP)/apt $(STAMP)/venv proto
+
+$(STAMP)/apt:
+	@mkdir -p $(STAMP)
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMP)/venv: pyproject.toml $(STAMP)/apt
+	@mkdir -p $(STAMP)
+	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@touch $@
+
+# gRPC stubs generated from proto/ (the supervisor's API).
+proto: $(STAMP)/venv
+	@if ls proto/*.proto >/dev/null 2>&1 || ls proto/*/ >/dev/null 2>&1; then $(PY) tools/genproto.py; fi
+
+test: setup
+	$(PYTEST) -q spec-tests
+
+demo: setup
+	$(PY) tools/demo.py
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(STAMP) $(VENV) supervisor/gen build *.egg-info
