@@ -5,12 +5,18 @@ PY        := $(VENV)/bin/python
 STAMP     := .stamp
 # Packages the runtime, its tests and the side-by-side anchors need.
 APT_PKGS  := libcap-dev busybox-static iproute2 tmux runc crun containerd podman \
-             qemu-system-x86 linux-image-amd64 procps psmisc util-linux
+             qemu-system-x86 linux-image-amd64 procps psmisc util-linux hyperfine strace
 PYTEST    ?= $(PY) -m pytest
 
-.PHONY: setup test test-host test-vm demo bench conformance proto clean
+.PHONY: setup launcher test test-host test-vm demo bench conformance proto clean
 
-setup: $(STAMP)/apt $(STAMP)/venv proto
+setup: $(STAMP)/apt $(STAMP)/venv proto launcher
+
+# The fast pyrunc launcher (python -I -S; see tools/launcher.py) and compiled bytecode, so the
+# first call does not pay for compiling (this environment may set PYTHONDONTWRITEBYTECODE).
+launcher: $(STAMP)/venv
+	@$(PY) tools/launcher.py $(VENV) .
+	@$(PY) -m compileall -q pyrunc
 
 $(STAMP)/apt:
 	@mkdir -p $(STAMP)

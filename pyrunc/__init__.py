@@ -1,0 +1,1 @@
+"""pyrunc: an OCI runtime."""

@@ -1,0 +1,91 @@
+"""Capability names, and applying process.capabilities to the init before exec.
+
+The five sets are applied in the only order the kernel allows:
+
+1. drop from the bounding set what is not listed (needs CAP_SETPCAP, so while still root);
+2. keep permitted capabilities across the uid change (PR_SET_KEEPCAPS) — done by the caller
+   around setresuid, see :mod:`pyrunc.process`;
+3. capset(effective, permitted, inheritable);
+4. ambient: clear, then raise each listed one (it must be permitted and inheritable).
+
+capset is called directly (linux/sys.py) rather than through python-prctl, whose capability
+table stops before CAP_CHECKPOINT_RESTORE (40), a capability engines do ask for.
+
+Per the spec, a name that cannot be mapped to the running kernel is a warning, not an error:
+:func:`unknown` lists them so the parent can log them before the init starts.
+"""
+
+from pyrunc.linux import sys as k
+
+NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+NUMBERS = {name: i for i, name in enumerate(NAMES)}
+_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
+    except OSError:
+        return len(NAMES) - 1
+
+
+def unknown(caps) -> list[str]:
+    """Names in any set of ``caps`` (a spec.Capabilities) this kernel cannot grant."""
+    top = last_cap()
+    bad = []
+    for set_name in _SETS:
+        for name in getattr(caps, set_name):
+            if NUMBERS.get(name, top + 1) > top and name not in bad:
+                bad.append(name)
+    return bad
+
+
+def mask(names: list[str], top: int) -> int:
+    bits = 0
+    for name in names:
+        num = NUMBERS.get(name)
+        if num is not None and num <= top:
+            bits |= 1 << num
+    return bits
+
+
+def drop_bounding(caps) -> None:
+    top = last_cap()
+    keep = mask(caps.bounding, top)
+    for num in range(top + 1):
+        if not keep & (1 << num):
+            k.prctl(k.PR_CAPBSET_DROP, num)
+
+
+def apply_sets(caps) -> None:
+    """capset the effective/permitted/inheritable sets, then the ambient set."""
+    top = last_cap()
+    permitted, inheritable = mask(caps.permitted, top), mask(caps.inheritable, top)
+    k.capset(mask(caps.effective, top), permitted, inheritable)
+    k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_CLEAR_ALL)
+    raisable = permitted & inheritable      # the kernel's rule; the rest was warned about
+    for num in range(top + 1):
+        if mask(caps.ambient, top) & raisable & (1 << num):
+            k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_RAISE, num)
+
+
+def warnings(caps) -> list[str]:
+    """What cannot be granted as asked: unknown names, ambient ones not permitted+inheritable."""
+    out = [f"capability {name} is not supported by this kernel; ignored"
+           for name in unknown(caps) if name in NUMBERS]      # unknown names: validate.py
+    for name in caps.ambient:
+        if name in NUMBERS and (name not in caps.permitted or name not in caps.inheritable):
+            out.append(f"ambient capability {name} is not also permitted and inheritable; "
+                       "ignored")
+    return out

@@ -1,0 +1,270 @@
+"""``pyrunc``'s command line: runc's commands, flags and exit codes.
+
+Engines call runc with Go-style flags (``--root X``, ``--root=X``, ``-root X``), global flags before
+the command, and the command's flags before its positional arguments (parsing stops at the first
+positional, so ``exec ID sh -c ...`` passes ``-c`` through).  A small table-driven parser handles
+that without argparse (whose import alone costs a few ms on every call).
+
+Each command's module is imported only when that command runs.  Errors print one line (see
+:mod:`pyrunc.log`) and exit 1; ``run`` exits with the container's exit code.
+"""
+
+import os
+import sys
+
+from pyrunc import log
+from pyrunc.errors import PyruncError
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.3.0"
+
+# Flag kinds: bool, str, int, list (repeatable).
+GLOBAL_FLAGS = {
+    "root": ("str", "/run/pyrunc"), "log": ("str", ""), "log-format": ("str", "text"),
+    "debug": ("bool", False), "systemd-cgroup": ("bool", False), "rootless": ("str", "auto"),
+    "criu": ("str", ""), "help": ("bool", False), "h": ("bool", False),
+    "version": ("bool", False), "v": ("bool", False),
+}
+_CREATE_FLAGS = {
+    "bundle": ("str", "."), "b": "bundle", "console-socket": ("str", ""),
+    "pid-file": ("str", ""), "no-pivot": ("bool", False), "no-new-keyring": ("bool", False),
+    "preserve-fds": ("int", 0),
+}
+
+
+class UsageError(PyruncError):
+    pass
+
+
+def parse_flags(args: list[str], table: dict) -> tuple[dict, list[str]]:
+    """Go flag package semantics: flags until the first positional or ``--``."""
+    values = {}
+    for name, spec in table.items():
+        if isinstance(spec, tuple):
+            values[name] = list(spec[1]) if spec[0] == "list" else spec[1]
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return values, args[i + 1:]
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, inline = arg.lstrip("-").partition("=")
+        spec = table.get(name)
+        if isinstance(spec, str):           # an alias
+            name, spec = spec, table[spec]
+        if spec is None:
+            raise UsageError(f"flag provided but not defined: {arg.split('=')[0]}")
+        kind = spec[0]
+        if kind == "bool":
+            values[name] = inline.lower() not in ("false", "0") if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"flag needs an argument: {arg}")
+                inline = args[i]
+            if kind == "int":
+                try:
+                    values[name] = int(inline)
+                except ValueError:
+                    raise UsageError(f"invalid value {inline!r} for flag {arg}") from None
+            elif kind == "list":
+                values[name].append(inline)
+            else:
+                values[name] = inline
+        i += 1
+    return values, args[i:]
+
+
+def _need(command: str, args: list[str], exactly: int | None = None, at_least: int = 0):
+    if exactly is not None and len(args) != exactly:
+        raise UsageError(f'"{command}" requires exactly {exactly} argument(s)')
+    if len(args) < at_least:
+        raise UsageError(f'"{command}" requires a minimum of {at_least} argument(s)')
+
+
+def _create_options(flags: dict):
+    from pyrunc.container import CreateOptions
+    if flags["preserve-fds"] < 0:
+        raise UsageError("--preserve-fds must not be negative")
+    return CreateOptions(bundle=flags["bundle"], console_socket=flags["console-socket"],
+                         pid_file=flags["pid-file"], no_pivot=flags["no-pivot"],
+                         no_new_keyring=flags["no-new-keyring"],
+                         preserve_fds=flags["preserve-fds"])
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+def cmd_create(g, flags, args):
+    _need("create", args, exactly=1)
+    from pyrunc import container
+    c, _ = container.create(g["root"], args[0], _create_options(flags))
+    c.close()
+    return 0
+
+
+def cmd_run(g, flags, args):
+    _need("run", args, exactly=1)
+    from pyrunc import container
+    return container.run(g["root"], args[0], _create_options(flags), detach=flags["detach"],
+                         keep=flags["keep"])
+
+
+def cmd_start(g, flags, args):
+    _need("start", args, exactly=1)
+    from pyrunc import container
+    container.start(g["root"], args[0])
+    return 0
+
+
+def cmd_state(g, flags, args):
+    _need("state", args, exactly=1)
+    from pyrunc import container
+    sys.stdout.write(container.state_json(g["root"], args[0]) + "\n")
+    return 0
+
+
+def cmd_kill(g, flags, args):
+    if len(args) not in (1, 2):
+        raise UsageError('"kill" requires a minimum of 1 and a maximum of 2 argument(s)')
+    sig = parse_signal(args[1] if len(args) == 2 else "SIGTERM")
+    from pyrunc import container
+    container.kill(g["root"], args[0], sig, flags["all"])
+    return 0
+
+
+def cmd_delete(g, flags, args):
+    _need("delete", args, exactly=1)
+    from pyrunc import container
+    container.delete(g["root"], args[0], flags["force"])
+    return 0
+
+
+def cmd_list(g, flags, args):
+    _need("list", args, exactly=0)
+    from pyrunc import container, jsonio
+    items = container.list_containers(g["root"])
+    fmt = flags["format"]
+    if flags["quiet"]:
+        sys.stdout.write("".join(f"{c['id']}\n" for c in items))
+    elif fmt == "json":
+        sys.stdout.write((jsonio.dumps(items) if items else "null") + "\n")
+    elif fmt == "table":
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(c["id"], str(c["pid"]), c["status"], c["bundle"], c["created"], c["owner"])
+                 for c in items]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            sys.stdout.write("".join(v.ljust(w + 3) for v, w in zip(r, widths)).rstrip() + "\n")
+    else:
+        raise UsageError(f"invalid format option {fmt!r}")
+    return 0
+
+
+def cmd_spec(g, flags, args):
+    _need("spec", args, exactly=0)
+    from pyrunc import specgen
+    specgen.write(flags["bundle"], flags["rootless"])
+    return 0
+
+
+def cmd_features(g, flags, args):
+    _need("features", args, exactly=0)
+    from pyrunc import features
+    sys.stdout.write(features.features_json() + "\n")
+    return 0
+
+
+COMMANDS = {
+    "create": (cmd_create, _CREATE_FLAGS, "create a container"),
+    "run": (cmd_run, dict(_CREATE_FLAGS, detach=("bool", False), d="detach",
+                          keep=("bool", False), **{"no-subreaper": ("bool", False)}),
+            "create and run a container"),
+    "start": (cmd_start, {}, "execute the user defined process in a created container"),
+    "state": (cmd_state, {}, "output the state of a container"),
+    "kill": (cmd_kill, {"all": ("bool", False), "a": "all"},
+             "send a signal (default SIGTERM) to the container's init process"),
+    "delete": (cmd_delete, {"force": ("bool", False), "f": "force"},
+               "delete resources held by the container"),
+    "list": (cmd_list, {"format": ("str", "table"), "f": "format", "quiet": ("bool", False),
+                        "q": "quiet"}, "list containers started with the given root"),
+    "spec": (cmd_spec, {"bundle": ("str", "."), "b": "bundle", "rootless": ("bool", False)},
+             "create a new specification file"),
+    "features": (cmd_features, {}, "show the enabled features"),
+}
+
+
+def parse_signal(text: str) -> int:
+    import _signal
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < _signal.NSIG:
+            return num
+        raise UsageError(f"invalid signal {text!r}")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
+        base = _signal.SIGRTMIN if name.startswith("SIGRTMIN") else _signal.SIGRTMAX
+        try:
+            off = int(name[9:])
+        except ValueError:
+            raise UsageError(f"invalid signal {text!r}") from None
+        return base + off if name.startswith("SIGRTMIN") else base - off
+    num = getattr(_signal, name, None)
+    if not isinstance(num, int) or name in ("SIG_DFL", "SIG_IGN", "SIG_BLOCK", "SIG_UNBLOCK",
+                                            "SIG_SETMASK"):
+        raise UsageError(f"invalid signal {text!r}")
+    return num
+
+
+def usage() -> str:
+    lines = ["usage: pyrunc [global options] command [command options] [arguments...]", "",
+             "commands:"]
+    lines += [f"   {name:<10} {info[2]}" for name, info in COMMANDS.items()]
+    lines += ["", "global options:",
+              "   --root DIR          state directory (default /run/pyrunc)",
+              "   --log FILE          log file (default: stderr)",
+              "   --log-format F      text or json",
+              "   --debug             debug logging",
+              "   --systemd-cgroup    (not supported)",
+              "   --version, -v       print the version"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        g, rest = parse_flags(argv, GLOBAL_FLAGS)
+        log.configure(g["log"], g["log-format"], g["debug"])
+        if g["version"] or g["v"]:
+            sys.stdout.write(f"pyrunc version {VERSION}\nspec: {SPEC_VERSION}\n")
+            return 0
+        if g["help"] or g["h"] or not rest or rest[0] in ("help", "h"):
+            sys.stdout.write(usage())
+            return 0
+        if g["log-format"] not in ("text", "json"):
+            raise UsageError(f"unknown log-format {g['log-format']!r}")
+        if g["systemd-cgroup"]:
+            raise UsageError("--systemd-cgroup: the systemd cgroup driver is not supported")
+        g["root"] = os.path.abspath(g["root"])
+        name, args = rest[0], rest[1:]
+        entry = COMMANDS.get(name)
+        if entry is None:
+            raise UsageError(f"no such command: {name}")
+        handler, table, _ = entry
+        if "--help" in args[:1] or "-h" in args[:1]:
+            sys.stdout.write(f"pyrunc {name}: {entry[2]}\n")
+            return 0
+        flags, args = parse_flags(args, table)
+        return handler(g, flags, args)
+    except PyruncError as err:
+        log.error(str(err))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as err:
+        log.error(str(err) if err.strerror is None else
+                  f"{err.filename + ': ' if err.filename else ''}{err.strerror}")
+        return 1

@@ -1,0 +1,508 @@
+"""Container lifecycle: create, start, run, kill, delete, state, list (runtime.md "Operations").
+
+Each operation loads the container's record (:mod:`pyrunc.state`), asks it whether the move is
+allowed in the current status, and acts.  ``create`` is the long one:
+
+1. parse and check the bundle — before claiming the ID, so a bad config leaves nothing behind;
+2. claim the ID (mkdir, locked) and write a ``creating`` record naming this process;
+3. make exec.fifo, fork the stage-1 child, and drive the setup protocol (:mod:`pyrunc.sync`):
+   cgroup, id maps, the init's pid, runtime-namespace hooks, the console;
+4. on READY record the init (pid + start time) — the container is ``created``.
+
+If anything fails, :func:`_abort` kills what was started and removes the cgroup and the state
+directory, so the failed create leaves no process, mount, namespace, cgroup or state behind.
+"""
+
+import os
+
+from pyrunc import hooks as hooklib
+from pyrunc import jsonio, log, state, sync
+from pyrunc.errors import PyruncError, SetupError, StateError
+from pyrunc.linux import proc
+from pyrunc.record import record
+
+
+@record
+class CreateOptions:
+    bundle: str = "."
+    console_socket: str = ""
+    pid_file: str = ""
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+
+
+# --- create -------------------------------------------------------------------------------------
+
+def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool = False):
+    """Create the container; returns (record, pty master or None when kept for ``run``)."""
+    from pyrunc import spec as speclib
+    state.check_id(container_id)
+    bundle = os.path.abspath(opts.bundle)
+    spec = speclib.load_bundle(bundle)
+    extra_fds, listen_fds = _check_create(spec, opts)
+    c = state.create(root, container_id)
+    ch = child = mgr = console = None
+    try:
+        c.bundle, c.rootfs, c.created = bundle, spec.root_path, state.now_rfc3339()
+        c.annotations, c.config = spec.annotations, spec.raw
+        c.creator = [os.getpid(), proc.start_time(os.getpid())]
+        c.save()
+        os.mkfifo(c.fifo_path, 0o622)
+        if opts.console_socket:
+            from pyrunc import terminal
+            console = terminal.connect_console_socket(opts.console_socket)
+        ch, child_end = sync.Channel.pair()
+        from pyrunc import init
+        ctx = init.Context(spec=spec, channel=child_end, container_id=container_id,
+                           bundle=bundle, state_dir=c.dir, no_pivot=opts.no_pivot,
+                           no_new_keyring=opts.no_new_keyring, extra_fds=extra_fds,
+                           listen_fds=listen_fds)
+        child = os.fork()
+        if child == 0:
+            ch.close()
+            init.stage1(ctx)        # never returns
+        child_end.close()
+        mgr = _setup_cgroup(c, spec, child)
+        master = _drive_setup(c, spec, ch, child)
+        if master is not None:
+            if console is not None:
+                from pyrunc import terminal
+                terminal.send_master(console, master)
+                os.close(master)
+                master = None
+            elif not keep_console:
+                os.close(master)
+                raise SetupError("process.terminal is set: --console-socket is required")
+        c.creator = None
+        c.save()
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, c.pid)
+        return c, master
+    except BaseException as err:
+        _abort(c, child, mgr)
+        if isinstance(err, PyruncError):
+            raise PyruncError(f"create {container_id}: {err}") from None
+        if isinstance(err, OSError):
+            raise PyruncError(f"create {container_id}: {_os_message(err)}") from None
+        raise
+    finally:
+        if ch is not None:
+            ch.close()
+        if console is not None:
+            console.close()
+
+
+def _os_message(err: OSError) -> str:
+    from pyrunc.linux import sys as k
+    if isinstance(err, k.SysError):
+        return str(err)
+    return f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror or err)
+
+
+def _check_create(spec, opts: CreateOptions) -> tuple[int, int]:
+    """Checks that need the host, before anything is created; returns the fd counts."""
+    from pyrunc import capabilities, namespaces, validate
+    from pyrunc import process as proclib
+    for warning in validate.config_warnings(spec.raw):
+        log.warn(warning)
+    if spec.process is not None:
+        proclib.check_rlimits(spec.process.rlimits)
+        if spec.process.capabilities is not None:
+            for warning in capabilities.warnings(spec.process.capabilities):
+                log.warn(warning)
+    if not spec.linux.namespace("mount"):
+        raise SetupError("config.json: linux.namespaces: a mount namespace is required")
+    namespaces.check_paths(spec.linux.namespaces)
+    if not os.path.isdir(spec.root_path):
+        raise SetupError(f"config.json: root.path: {spec.root_path} is not a directory")
+    if spec.linux.seccomp is not None:
+        log.warn("linux.seccomp is set but pyrunc does not implement seccomp; "
+                 "the container runs without a seccomp filter")
+    if opts.console_socket:
+        from pyrunc import terminal
+        terminal.check_socket_path(opts.console_socket)
+    listen_fds = 0
+    if os.environ.get("LISTEN_FDS", "").isdigit():
+        listen_fds = int(os.environ["LISTEN_FDS"])
+    extra = listen_fds + opts.preserve_fds
+    for fd in range(3, 3 + extra):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise SetupError(f"--preserve-fds {opts.preserve_fds}: fd {fd} is not open") from None
+    return extra, listen_fds
+
+
+def _setup_cgroup(c, spec, child: int):
+    """Create the container's cgroup and put the stage-1 child in it (its fork, the init, follows)."""
+    try:
+        from pyrunc import cgroups
+    except ImportError:
+        return None
+    mgr = cgroups.new_manager(spec.linux.cgroups_path, c.id)
+    mgr.create(spec.linux.resources)
+    c.cgroup = mgr.to_state()
+    mgr.apply(child)
+    return mgr
+
+
+def _drive_setup(c, spec, ch, child: int) -> int | None:
+    from pyrunc import namespaces
+    userns = spec.linux.namespace("user")
+    if userns is not None and not userns.path:
+        ch.expect(sync.USERNS)
+        namespaces.write_id_maps(child, spec.linux.uid_mappings, spec.linux.gid_mappings)
+    ch.send(sync.PROCEED)
+    fields = ch.expect(sync.PID)
+    _reap(child)
+    c.pid = fields["pid"]
+    c.start_time = proc.start_time(c.pid)
+    if spec.linux.net_devices:
+        from pyrunc import netdev
+        netdev.move(spec.linux.net_devices, c.pid)
+    if spec.hooks.prestart or spec.hooks.create_runtime:
+        ch.expect(sync.HOOKS)
+        state_json = jsonio.dumps(c.oci_state("creating"))
+        hooklib.run_all(spec.hooks, "prestart", state_json)
+        hooklib.run_all(spec.hooks, "create_runtime", state_json)
+        ch.send(sync.HOOKS_DONE)
+    master = None
+    if spec.process is not None and spec.process.terminal:
+        _fields, fds = ch.expect(sync.CONSOLE, with_fds=True)
+        if not fds:
+            raise SetupError("console: the init sent no pty")
+        master = fds[0]
+    ch.expect(sync.READY)
+    return master
+
+
+def _reap(child: int) -> None:
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SetupError("container setup: the stage-1 child failed")
+
+
+def _abort(c, child: int | None, mgr) -> None:
+    """Undo a failed create: kill its processes, remove its cgroup and state."""
+    if c.pid:
+        fd = proc.open_pidfd(c.pid, c.start_time)
+        if fd is not None:
+            try:
+                proc.signal_pidfd(fd, 9)
+                proc.wait_exit(fd, 5)
+            except OSError:
+                pass
+            os.close(fd)
+    if child:
+        try:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    if mgr is not None:
+        try:
+            mgr.destroy()
+        except PyruncError as err:
+            log.warn(f"create {c.id}: cleanup: {err}")
+    state.remove(c)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as err:
+        raise SetupError(f"pid file {path}: {err.strerror}") from None
+
+
+# --- start / run --------------------------------------------------------------------------------
+
+def start(root: str, container_id: str) -> None:
+    c = state.load(root, container_id, lock=True)
+    try:
+        c.require("start")
+        if not c.config.get("process"):
+            raise StateError(f"cannot start container \"{container_id}\": process is not set in "
+                             "its config.json")
+        _release(c)
+        _poststart(c)
+    finally:
+        c.close()
+
+
+def _release(c) -> None:
+    """Open exec.fifo: the init runs the startContainer hooks and execs; wait to hear how it went."""
+    import select
+    pidfd = proc.open_pidfd(c.pid, c.start_time)
+    if pidfd is None:
+        raise StateError(f'cannot start container "{c.id}": its init has exited')
+    try:
+        fifo = os.open(c.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        os.close(pidfd)
+        raise StateError(f'cannot start container "{c.id}": it was already started') from None
+    data = b""
+    try:
+        poller = select.poll()
+        poller.register(fifo, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        done = False
+        while not done:
+            for fd, _ev in poller.poll():
+                if fd == fifo:
+                    chunk = os.read(fifo, 65536)
+                    data += chunk
+                    done = not chunk
+                elif not data:
+                    done = True     # the init died before it opened the fifo
+            if not done and data.startswith(b"E") and _gone(pidfd):
+                done = True
+    finally:
+        os.close(fifo)
+        os.close(pidfd)
+        try:
+            os.unlink(c.fifo_path)
+        except FileNotFoundError:
+            pass
+    if data.startswith(b"0"):
+        return
+    if data.startswith(b"E"):
+        raise SetupError(f"start {c.id}: {data[1:].decode(errors='replace')}")
+    raise SetupError(f"start {c.id}: the container's init exited before running the process")
+
+
+def _gone(pidfd: int) -> bool:
+    return proc.wait_exit(pidfd, 0)
+
+
+def _poststart(c) -> None:
+    hooks = _stored_hooks(c)
+    if not hooks.poststart:
+        return
+    try:
+        hooklib.run_all(hooks, "poststart", jsonio.dumps(c.oci_state("running")))
+    except hooklib.HookError as err:
+        # runtime.md: a failing poststart hook stops the container (lifecycle step 9).
+        _kill_everything(c)
+        raise SetupError(f"start {c.id}: {err}; the container was stopped") from None
+
+
+def _stored_hooks(c):
+    from pyrunc import spec as speclib
+    return speclib.parse_hooks(c.config)
+
+
+def run(root: str, container_id: str, opts: CreateOptions, detach: bool, keep: bool) -> int:
+    """create + start; in the foreground, wait and return the exit code (128+signal)."""
+    if detach:
+        c, _ = create(root, container_id, opts)
+        c.close()
+        start(root, container_id)
+        return 0
+    from pyrunc.linux import sys as k
+    k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    c, master = create(root, container_id, opts, keep_console=not opts.console_socket)
+    pidfd = proc.open_pidfd(c.pid, c.start_time)
+    _forward_signals(pidfd)     # before the program starts: none of its signals may be lost
+    try:
+        _release(c)
+        _poststart(c)
+    except BaseException:
+        c.close()
+        _delete_after_run(root, container_id)
+        raise
+    c.close()
+    status = _wait_foreground(c.pid, pidfd, master)
+    if not keep:
+        _delete_after_run(root, container_id)
+    return status
+
+
+def _forward_signals(pidfd: int) -> None:
+    """Every signal ``run`` can catch goes on to the container's init."""
+    import _signal
+
+    def forward(sig, _frame):
+        try:
+            proc.signal_pidfd(pidfd, sig)
+        except OSError:
+            pass
+
+    skip = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGKILL, _signal.SIGSTOP,
+            _signal.SIGURG, _signal.SIGPIPE}
+    for sig in range(1, _signal.NSIG):
+        if sig in skip:
+            continue
+        try:
+            _signal.signal(sig, forward)
+        except (OSError, ValueError, RuntimeError):
+            pass
+
+
+def _wait_foreground(pid: int, pidfd: int, master: int | None) -> int:
+    """Relay the terminal and reap until the init exits; its exit code (128+signal if killed)."""
+    result = {}
+
+    def exited() -> bool:
+        return _reap_until(pid, result, block=False)
+
+    if master is not None:
+        from pyrunc import terminal
+        terminal.relay(master, exited)
+        os.close(master)
+    _reap_until(pid, result, block=True)
+    os.close(pidfd)
+    return result["status"]
+
+
+def _reap_until(pid: int, result: dict, block: bool) -> bool:
+    """Reap children (we are a subreaper) until ``pid`` is among them; True once it is."""
+    while "status" not in result:
+        try:
+            got, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            result.setdefault("status", 255)
+            break
+        if got == 0:
+            return False
+        if got == pid:
+            if os.WIFSIGNALED(status):
+                result["status"] = 128 + os.WTERMSIG(status)
+            else:
+                result["status"] = os.WEXITSTATUS(status)
+    return True
+
+
+def _delete_after_run(root: str, container_id: str) -> None:
+    try:
+        delete(root, container_id, force=True)
+    except PyruncError as err:
+        log.warn(str(err))
+
+
+# --- kill / delete ------------------------------------------------------------------------------
+
+def kill(root: str, container_id: str, sig: int, all_processes: bool) -> None:
+    c = state.load(root, container_id)
+    try:
+        c.require("kill")
+        if all_processes:
+            _signal_all(c, sig)
+            return
+        fd = proc.open_pidfd(c.pid, c.start_time)
+        if fd is None:
+            raise StateError(f'cannot kill container "{container_id}": it is not running')
+        try:
+            proc.signal_pidfd(fd, sig)
+        finally:
+            os.close(fd)
+    finally:
+        c.close()
+
+
+def _signal_all(c, sig: int) -> None:
+    if c.cgroup:
+        c.cgroup_manager().kill_all(sig)
+        return
+    for pid in _pids_in_pidns(c):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _pids_in_pidns(c) -> list[int]:
+    """Without a cgroup: every process in the container's own pid namespace."""
+    try:
+        target = os.readlink(f"/proc/{c.pid}/ns/pid")
+    except OSError:
+        return []
+    if target == os.readlink("/proc/self/ns/pid"):
+        return [c.pid]      # shares our pid namespace: only the init is known to be its
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == target:
+                    pids.append(int(name))
+            except OSError:
+                pass
+    return pids
+
+
+def _kill_everything(c) -> None:
+    """SIGKILL the container's processes and wait for the init to be gone."""
+    fd = proc.open_pidfd(c.pid, c.start_time)
+    try:
+        _signal_all(c, 9)
+    except PyruncError:
+        pass
+    if fd is not None:
+        try:
+            proc.signal_pidfd(fd, 9)
+        except OSError:
+            pass
+        proc.wait_exit(fd, 10)
+        os.close(fd)
+
+
+def delete(root: str, container_id: str, force: bool) -> None:
+    c = state.load(root, container_id, lock=True)
+    try:
+        status = c.status()
+        if status != "stopped":
+            if not force:
+                c.require("delete")
+            _kill_everything(c)
+        if c.cgroup:
+            c.cgroup_manager().destroy()
+        hooks = _stored_hooks(c)
+        final_state = jsonio.dumps(c.oci_state("stopped"))
+        state.remove(c)
+    finally:
+        c.close()
+    for i, hook in enumerate(hooks.poststop):
+        try:
+            hooklib.run(hook, final_state, f"hooks.poststop[{i}]")
+        except hooklib.HookError as err:
+            log.warn(str(err))
+
+
+# --- state / list -------------------------------------------------------------------------------
+
+def state_json(root: str, container_id: str) -> str:
+    c = state.load(root, container_id)
+    try:
+        return jsonio.dumps(c.oci_state(), indent=2)
+    finally:
+        c.close()
+
+
+def list_containers(root: str) -> list[dict]:
+    out = []
+    for cid in state.list_ids(root):
+        try:
+            c = state.load(root, cid)
+        except StateError:
+            continue
+        try:
+            doc = c.oci_state()
+            doc["owner"] = _owner(c.dir)
+            out.append(doc)
+        finally:
+            c.close()
+    return out
+
+
+def _owner(path: str) -> str:
+    import pwd
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+

@@ -1,0 +1,33 @@
+"""The runtime's errors.
+
+Every error the user sees is one line: the operation, the object and the reason, e.g.
+``mount /proc: Permission denied`` or ``config.json: process.args: must be a non-empty array``.
+Each module raises its own subclass of :class:`PyruncError`; the command line prints ``str(err)``
+and exits non-zero.
+"""
+
+
+class PyruncError(Exception):
+    """Base of all errors the runtime reports to its caller."""
+
+
+class ConfigError(PyruncError):
+    """config.json (or a process.json) is malformed or asks for something impossible."""
+
+
+class StateError(PyruncError):
+    """The container does not exist, already exists, or is in the wrong state for the operation."""
+
+
+class SetupError(PyruncError):
+    """Container setup failed (in the parent or carried back from the child)."""
+
+
+class CgroupError(PyruncError):
+    """A cgroup could not be created, configured, or removed."""
+
+
+def describe_oserror(op: str, err: OSError) -> str:
+    """``<op> <path>: <strerror>`` — the standard shape of a kernel error in a message."""
+    what = f"{op} {err.filename}" if err.filename else op
+    return f"{what}: {err.strerror or err}"

@@ -1,0 +1,258 @@
+"""The child side of create: the stage-1 child and the container's init.
+
+Both are forked from ``pyrunc create``; neither ever returns into the parent's code — every path
+ends in ``os._exit`` or ``execve``.  Every module the init needs is imported before pivot_root:
+afterwards the host's Python library is out of sight.  Errors travel back to the parent over the setup channel
+(:mod:`pyrunc.sync`) until the init reports READY; after that, over exec.fifo to ``pyrunc start``.
+
+The init's sequence, and why in this order:
+
+1. non-dumpable, umask 0 — /proc/<pid> of a runtime process must not be reachable by the
+   container, and modes of what we create must be exact;
+2. (stage 1 already closed every inherited descriptor but stdio, the preserved ones and the
+   setup channel — nothing of the runtime may leak into the container);
+3. hostname, loopback, oom_score_adj, session keyring — need only the namespaces;
+4. the rootfs (mounts, devices) — before the hooks, which expect to see the mounts;
+5. prestart/createRuntime (run by the parent, in the runtime's namespaces), then
+   createContainer (here, in the container's) — both before pivot_root, as the spec says;
+6. pivot_root, sysctl, masked and read-only paths, read-only root;
+7. the terminal, then the executable is looked up (so a missing binary fails create, as runc);
+8. READY; block opening exec.fifo until ``pyrunc start``;
+9. startContainer hooks, rlimits, user and capabilities, cwd, no_new_privs; then "0" down the
+   fifo and execve (the fifo closes on exec: ``start`` sees EOF and knows the program runs).
+"""
+
+import os
+
+from pyrunc import hooks, jsonio, namespaces, process, rootfs, sync
+from pyrunc.linux import sys as k
+from pyrunc.record import record
+
+
+@record
+class Context:
+    """What the children need from the parent (they inherit it by fork)."""
+
+    spec: object
+    channel: object                 # the children's end of the setup socketpair
+    container_id: str
+    bundle: str
+    state_dir: str
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    extra_fds: int = 0              # preserved fds after stdio: $LISTEN_FDS + --preserve-fds
+    listen_fds: int = 0
+
+
+def _describe(err: BaseException) -> tuple[str, int]:
+    if isinstance(err, OSError):
+        return str(err) if isinstance(err, k.SysError) else \
+            (f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror)), \
+            err.errno or 0
+    return str(err) or type(err).__name__, getattr(err, "errno", 0) or 0
+
+
+# --- stage 1 ----------------------------------------------------------------------------------
+
+def stage1(ctx: Context) -> None:
+    """Enter/create the namespaces and fork the init.  Never returns."""
+    ch = ctx.channel
+    try:
+        _close_inherited(3 + ctx.extra_fds, keep=ch.fileno())
+        linux = ctx.spec.linux
+        namespaces.join(linux.namespaces)
+        flags = namespaces.new_flags(linux.namespaces)
+        if flags & k.CLONE_NEWUSER:
+            k.unshare(k.CLONE_NEWUSER)
+            ch.send(sync.USERNS)
+        ch.expect(sync.PROCEED)
+        if linux.namespace("user"):
+            _become_root()
+        cgroup_dirs = rootfs.cgroup_dirs() if _has_cgroup_mount(ctx.spec) else {}
+        namespaces.unshare_rest(flags)
+        if flags & k.CLONE_NEWTIME and linux.time_offsets:
+            namespaces.write_time_offsets(linux.time_offsets)
+        pid = os.fork()
+        if pid == 0:
+            container_init(ctx, cgroup_dirs)
+        ch.send(sync.PID, pid=pid)
+        os._exit(0)
+    except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
+        ch.send_error(*_describe(err))
+        os._exit(1)
+
+
+def _become_root() -> None:
+    """uid/gid 0 inside the user namespace, where mapped, so that what we create is owned right."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass
+
+
+def _has_cgroup_mount(spec) -> bool:
+    return any(m.type in ("cgroup", "cgroup2") for m in spec.mounts)
+
+
+# --- the init -----------------------------------------------------------------------------------
+
+def container_init(ctx: Context, cgroup_dirs: dict) -> None:
+    """Set up the container and wait for start.  Never returns."""
+    ch = ctx.channel
+    spec = ctx.spec
+    try:
+        k.prctl(k.PR_SET_DUMPABLE, 0)
+        os.umask(0)
+        _identity(spec, ctx)
+        state_dir = os.open(ctx.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if spec.process is not None and spec.process.terminal:
+            from pyrunc import terminal  # noqa: F401 - no module can be loaded after pivot_root
+        rootfd = rootfs.prepare(spec, spec.linux.namespace("user") is not None, cgroup_dirs)
+        _ensure_cwd(rootfd, spec)
+        if spec.hooks.prestart or spec.hooks.create_runtime:
+            ch.send(sync.HOOKS)
+            ch.expect(sync.HOOKS_DONE)
+        hooks.run_all(spec.hooks, "create_container", _state(ctx, "creating"))
+        rootfs.enter(rootfd, ctx.no_pivot)
+        os.close(rootfd)
+        rootfs.finish(spec)
+        slave = env = exe = None
+        if spec.process is not None:   # optional until start, which refuses to go without it
+            slave = _terminal(spec, ch)
+            env = _environment(spec.process, ctx)
+            exe = process.lookup(spec.process.args[0], env)
+        ch.send(sync.READY)
+        ch.close()
+    except BaseException as err:    # noqa: BLE001
+        ch.send_error(*_describe(err))
+        os._exit(1)
+    # Blocks until ``pyrunc start`` opens the fifo for reading.
+    try:
+        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir)
+    except BaseException:           # noqa: BLE001 - killed or the state removed: nothing to say
+        os._exit(1)
+    os.close(state_dir)
+    exec_process(ctx, fifo, exe, env, slave)
+
+
+def _identity(spec, ctx: Context) -> None:
+    if spec.hostname is not None and spec.linux.namespace("uts"):
+        k.sethostname(spec.hostname)
+    if spec.domainname is not None and spec.linux.namespace("uts"):
+        k.setdomainname(spec.domainname)
+    net = spec.linux.namespace("network")
+    if net is not None and not net.path:
+        namespaces.loopback_up()
+    if spec.process is not None and spec.process.oom_score_adj is not None:
+        process.write_oom_score_adj(spec.process.oom_score_adj)
+    if not ctx.no_new_keyring:
+        try:
+            k.join_session_keyring(f"_ses.{ctx.container_id}")
+        except OSError:
+            pass    # keyrings may be unavailable (e.g. disabled in this kernel); runc goes on too
+
+
+def _close_inherited(first: int, keep: int) -> None:
+    """Close every fd from ``first`` on but ``keep``; the preserved ones below stay inheritable.
+
+    What the parent had open (its locked state directory, the console socket, whatever its own
+    caller leaked to it) must not reach the container, nor hold locks for as long as it lives.
+    """
+    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+        try:
+            if fd >= first and fd != keep:
+                os.close(fd)
+            elif 3 <= fd < first:
+                os.set_inheritable(fd, True)
+        except OSError:
+            pass    # the descriptor of the listing itself, already gone
+
+
+def _ensure_cwd(rootfd: int, spec) -> None:
+    from pyrunc.linux import inroot
+    if spec.process is None:
+        return
+    try:
+        os.close(inroot.mkdir_all(rootfd, spec.process.cwd))
+    except OSError:
+        pass        # a read-only rootfs: chdir will report a missing cwd clearly
+
+
+def _terminal(spec, ch) -> int | None:
+    if not spec.process.terminal:
+        return None
+    from pyrunc import terminal
+    from pyrunc.linux import inroot
+    master, slave = terminal.open_pty()
+    if spec.process.console_size:
+        terminal.set_size(master, *spec.process.console_size)
+    root = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        console = inroot.create_file(root, "/dev/console", 0o600)
+    finally:
+        os.close(root)
+    try:
+        k.mount(inroot.fd_path(slave), inroot.fd_path(console), None, k.MS_BIND)
+    finally:
+        os.close(console)
+    ch.send(sync.CONSOLE, fds=[master])
+    os.close(master)
+    return slave
+
+
+def _environment(proc, ctx: Context) -> list[str]:
+    env = list(proc.env)
+    if ctx.listen_fds:
+        env += [f"LISTEN_FDS={ctx.listen_fds}", f"LISTEN_PID={os.getpid()}"]
+    return env
+
+
+def _state(ctx: Context, status: str) -> str:
+    state = {"ociVersion": "1.3.0", "id": ctx.container_id, "status": status,
+             "pid": os.getpid(), "bundle": ctx.bundle}
+    if ctx.spec.annotations:
+        state["annotations"] = ctx.spec.annotations
+    return jsonio.dumps(state)
+
+
+# --- after start --------------------------------------------------------------------------------
+
+def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int | None) -> None:
+    """Run the startContainer hooks, become the configured process, report, execve.  No return."""
+    spec = ctx.spec
+    proc = spec.process
+    try:
+        if proc is None:
+            raise RuntimeError("process is not set in config.json")
+        hooks.run_all(spec.hooks, "start_container", _state(ctx, "created"))
+        process.apply_rlimits(proc.rlimits)
+        if slave is not None:
+            from pyrunc import terminal
+            terminal.make_controlling(slave)
+            os.close(slave)
+        else:
+            _new_session()
+        home = process.passwd_home(proc.user.uid)
+        process.switch_user(proc.user, proc.capabilities)
+        os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+        process.enter_cwd(proc.cwd)
+        if proc.no_new_privileges:
+            k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+        env = process.env_with_defaults(env, home)
+        process.reset_signals()
+        os.write(fifo, b"0")
+        os.execve(exe, proc.args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+    except BaseException as err:    # noqa: BLE001
+        msg, _ = _describe(err)
+        try:
+            os.write(fifo, b"E" + msg.encode())
+        finally:
+            os._exit(1)
+
+
+def _new_session() -> None:
+    try:
+        os.setsid()
+    except PermissionError:
+        pass

@@ -1,0 +1,1 @@
+"""The kernel layer: thin wrappers over syscalls and kernel files."""

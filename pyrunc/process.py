@@ -1,0 +1,141 @@
+"""The container process: rlimits, user and groups, capabilities, environment, exec.
+
+These run in the init (or an exec'd process) as its last steps, in this order:
+
+1. rlimits — while still root, so a hard limit may be lowered freely;
+2. bounding set — needs CAP_SETPCAP, so before the uid changes;
+3. groups, gid, uid — with PR_SET_KEEPCAPS so the permitted set survives setresuid;
+4. effective/permitted/inheritable, then ambient — now that the uid is final;
+5. umask, cwd (checked to be inside the root), no_new_privs — then execve.
+"""
+
+import os
+import resource     # imported here, not when used: after pivot_root the host's modules are gone
+
+from pyrunc import capabilities
+from pyrunc.errors import SetupError
+from pyrunc.linux import sys as k
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def check_rlimits(rlimits) -> None:
+    for i, rl in enumerate(rlimits):
+        if rl.type not in RLIMITS:
+            raise SetupError(f"config.json: process.rlimits[{i}].type: unknown rlimit {rl.type!r}")
+
+
+def apply_rlimits(rlimits) -> None:
+    for rl in rlimits:
+        soft = resource.RLIM_INFINITY if rl.soft >= 2**63 else rl.soft
+        hard = resource.RLIM_INFINITY if rl.hard >= 2**63 else rl.hard
+        try:
+            resource.setrlimit(RLIMITS[rl.type], (soft, hard))
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise SetupError(f"setrlimit {rl.type} ({rl.soft}, {rl.hard}): {reason}") from None
+
+
+def write_oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as err:
+        raise SetupError(f"set oom_score_adj to {value}: {err.strerror}") from None
+
+
+def switch_user(user, caps) -> None:
+    """Become ``user`` with exactly the capabilities ``caps`` (None: leave them as they are)."""
+    if caps is not None:
+        capabilities.drop_bounding(caps)
+        k.prctl(k.PR_SET_KEEPCAPS, 1)
+    try:
+        os.setgroups(user.additional_gids)
+    except PermissionError:
+        # setgroups is refused in a user namespace whose setgroups file says deny; that is only
+        # fine when nothing is asked for.
+        if user.additional_gids:
+            raise SetupError("setgroups: not permitted in this user namespace") from None
+    try:
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as err:
+        raise SetupError(f"set uid {user.uid} gid {user.gid}: {err.strerror}") from None
+    if caps is not None:
+        k.prctl(k.PR_SET_KEEPCAPS, 0)
+        capabilities.apply_sets(caps)
+
+
+def env_with_defaults(env: list[str], home: str | None) -> list[str]:
+    """The process environment; HOME added from /etc/passwd when absent (as runc does)."""
+    names = {e.split("=", 1)[0] for e in env}
+    out = list(env)
+    if "HOME" not in names:
+        out.append(f"HOME={home or '/'}")
+    return out
+
+
+def passwd_home(uid: int, passwd: str = "/etc/passwd") -> str | None:
+    try:
+        with open(passwd, "rb") as f:
+            for line in f:
+                parts = line.decode(errors="replace").rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or None
+    except OSError:
+        pass
+    return None
+
+
+def lookup(arg0: str, env: list[str]) -> str:
+    """execvp's search for ``arg0`` along PATH from ``env``; SetupError if nothing fits."""
+    if "/" in arg0:
+        if not os.access(arg0, os.X_OK) or os.path.isdir(arg0):
+            raise SetupError(f'exec: "{arg0}": {_why(arg0)}')
+        return arg0
+    path = DEFAULT_PATH
+    for entry in env:
+        if entry.startswith("PATH="):
+            path = entry[5:]
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", arg0)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise SetupError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _why(path: str) -> str:
+    if not os.path.exists(path):
+        return "no such file or directory"
+    if os.path.isdir(path):
+        return "is a directory"
+    return "permission denied"
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir to ``cwd`` and make sure the result is inside the container's root."""
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        raise SetupError(f"chdir to cwd ({cwd!r}) set in config.json failed: "
+                         f"{err.strerror}") from None
+    # getcwd() marks a directory outside the process's root with "(unreachable)"; a cwd that
+    # escaped through a leaked fd or a racing symlink would show here.
+    here = os.getcwd()
+    if not here.startswith("/"):
+        raise SetupError(f"cwd {cwd!r} is outside the container's root")
+
+
+def reset_signals() -> None:
+    """Undo what Python did to signal dispositions: ignored signals stay ignored across exec."""
+    import _signal
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM,
+                _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGCHLD, _signal.SIGWINCH):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

@@ -1,0 +1,113 @@
+"""The setup protocol between ``pyrunc create`` and the container's init.
+
+Three processes take part:
+
+* **parent** — the ``pyrunc create`` (or ``run``) process, in the runtime's namespaces;
+* **stage-1 child** — forked by the parent; joins namespaces given by path, unshares the user
+  namespace, waits for the parent to map it and place it in the cgroup, unshares the rest, and
+  forks the init (a fork is needed: a new pid or time namespace applies to children only);
+* **init** — the container's pid 1; sets up the rootfs and the process, then blocks on exec.fifo
+  until ``pyrunc start``.
+
+They talk over one ``SOCK_SEQPACKET`` socketpair (message boundaries for free).  A message is a
+compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with ``CONSOLE`` as
+``SCM_RIGHTS``.  In order::
+
+    child  -> parent   USERNS       (only with a new user namespace) "map my ids"
+    parent -> child    PROCEED      ids mapped, child in its cgroup: go on
+    child  -> parent   PID          {"pid": init's pid as the parent sees it}
+    init   -> parent   HOOKS        (only with prestart/createRuntime hooks) "run them now"
+    parent -> init     HOOKS_DONE
+    init   -> parent   CONSOLE      (only with process.terminal) + the pty master fd
+    init   -> parent   READY        setup done; the init now waits on exec.fifo
+
+Any side may send ``ERROR`` ``{"msg": ..., "errno": n}`` instead of the next message and exit;
+:meth:`Channel.expect` turns it into :class:`ChildError` carrying the errno.  End of file where
+a message was due means the peer died: also a :class:`ChildError`.
+"""
+
+import _socket
+import os
+import struct
+
+from pyrunc import jsonio
+from pyrunc.errors import SetupError
+
+USERNS = "userns"
+PROCEED = "proceed"
+PID = "pid"
+HOOKS = "hooks"
+HOOKS_DONE = "hooks-done"
+CONSOLE = "console"
+READY = "ready"
+ERROR = "error"
+
+_MAX = 65536
+
+
+class ChildError(SetupError):
+    """An error carried back from the other side of the channel."""
+
+    def __init__(self, msg: str, errno: int = 0):
+        super().__init__(msg)
+        self.errno = errno
+
+
+class Channel:
+    """One end of the setup socketpair."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    @classmethod
+    def pair(cls) -> tuple["Channel", "Channel"]:
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+        return cls(a), cls(b)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, name: str, fds: list[int] | None = None, **fields) -> None:
+        fields["m"] = name
+        data = jsonio.dumps(fields).encode()
+        if fds:
+            cmsg = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+            self.sock.sendmsg([data], cmsg)
+        else:
+            self.sock.send(data)
+
+    def send_error(self, msg: str, errno: int = 0) -> None:
+        try:
+            self.send(ERROR, msg=msg, errno=errno)
+        except OSError:
+            pass    # the parent is gone; nobody to tell
+
+    def recv(self) -> tuple[str | None, dict, list[int]]:
+        """The next message: (name, fields, fds); name None at end of file."""
+        data, ancdata, _flags, _addr = self.sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
+        fds: list[int] = []
+        for level, kind, payload in ancdata:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds.extend(struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4]))
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        if not data:
+            return None, {}, fds
+        fields = jsonio.loads(data)
+        return fields.pop("m"), fields, fds
+
+    def expect(self, name: str, with_fds: bool = False):
+        """Wait for message ``name``; return its fields (and fds with ``with_fds``)."""
+        got, fields, fds = self.recv()
+        if got == name:
+            return (fields, fds) if with_fds else fields
+        for fd in fds:
+            os.close(fd)
+        if got == ERROR:
+            raise ChildError(fields.get("msg", "unknown error"), fields.get("errno", 0))
+        if got is None:
+            raise ChildError("container init exited during setup")
+        raise ChildError(f"setup protocol: expected {name!r}, got {got!r}")
