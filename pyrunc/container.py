@@ -49,13 +49,15 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
         c.save()
         os.mkfifo(c.fifo_path, 0o622)
+        os.chmod(c.fifo_path, 0o622)    # past the umask: a user-namespaced init must open it
         if opts.console_socket:
             from pyrunc import terminal
             console = terminal.connect_console_socket(opts.console_socket)
         ch, child_end = sync.Channel.pair()
+        state_fd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         from pyrunc import init
         ctx = init.Context(spec=spec, channel=child_end, container_id=container_id,
-                           bundle=bundle, state_dir=c.dir, no_pivot=opts.no_pivot,
+                           bundle=bundle, state_dir=state_fd, no_pivot=opts.no_pivot,
                            no_new_keyring=opts.no_new_keyring, extra_fds=extra_fds,
                            listen_fds=listen_fds)
         child = os.fork()
@@ -63,6 +65,7 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             ch.close()
             init.stage1(ctx)        # never returns
         child_end.close()
+        os.close(state_fd)
         mgr = _setup_cgroup(c, spec, child)
         master = _drive_setup(c, spec, ch, child)
         if master is not None:

@@ -8,7 +8,8 @@ afterwards the host's Python library is out of sight.  Errors travel back to the
 The init's sequence, and why in this order:
 
 1. non-dumpable, umask 0 — /proc/<pid> of a runtime process must not be reachable by the
-   container, and modes of what we create must be exact;
+   container, and modes of what we create must be exact (in a user namespace non-dumpable
+   waits for the end of setup, see below);
 2. (stage 1 already closed every inherited descriptor but stdio, the preserved ones and the
    setup channel — nothing of the runtime may leak into the container);
 3. hostname, loopback, oom_score_adj, session keyring — need only the namespaces;
@@ -37,7 +38,7 @@ class Context:
     channel: object                 # the children's end of the setup socketpair
     container_id: str
     bundle: str
-    state_dir: str
+    state_dir: int                  # O_PATH fd of the container's state directory
     no_pivot: bool = False
     no_new_keyring: bool = False
     extra_fds: int = 0              # preserved fds after stdio: $LISTEN_FDS + --preserve-fds
@@ -58,7 +59,7 @@ def stage1(ctx: Context) -> None:
     """Enter/create the namespaces and fork the init.  Never returns."""
     ch = ctx.channel
     try:
-        _close_inherited(3 + ctx.extra_fds, keep=ch.fileno())
+        _close_inherited(3 + ctx.extra_fds, keep=(ch.fileno(), ctx.state_dir))
         linux = ctx.spec.linux
         namespaces.join(linux.namespaces)
         flags = namespaces.new_flags(linux.namespaces)
@@ -66,8 +67,6 @@ def stage1(ctx: Context) -> None:
             k.unshare(k.CLONE_NEWUSER)
             ch.send(sync.USERNS)
         ch.expect(sync.PROCEED)
-        if linux.namespace("user"):
-            _become_root()
         cgroup_dirs = rootfs.cgroup_dirs() if _has_cgroup_mount(ctx.spec) else {}
         namespaces.unshare_rest(flags)
         if flags & k.CLONE_NEWTIME and linux.time_offsets:
@@ -83,7 +82,13 @@ def stage1(ctx: Context) -> None:
 
 
 def _become_root() -> None:
-    """uid/gid 0 inside the user namespace, where mapped, so that what we create is owned right."""
+    """uid/gid 0 inside the user namespace, so that what the init creates is owned right.
+
+    Until here the init kept the runtime's host identity (its ids are unmapped in a new user
+    namespace, but the kernel checks file access with the real ones): the rootfs, bind sources
+    and state directory were opened with it, since they may lie under directories only the
+    host's root can search.
+    """
     try:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -102,13 +107,20 @@ def container_init(ctx: Context, cgroup_dirs: dict) -> None:
     ch = ctx.channel
     spec = ctx.spec
     try:
-        k.prctl(k.PR_SET_DUMPABLE, 0)
+        in_userns = spec.linux.namespace("user") is not None
+        if not in_userns:
+            k.prctl(k.PR_SET_DUMPABLE, 0)
         os.umask(0)
         _identity(spec, ctx)
-        state_dir = os.open(ctx.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if spec.process is not None and spec.process.terminal:
             from pyrunc import terminal  # noqa: F401 - no module can be loaded after pivot_root
-        rootfd = rootfs.prepare(spec, spec.linux.namespace("user") is not None, cgroup_dirs)
+        rootfd = rootfs.bind_rootfs(spec)
+        sources = rootfs.open_sources(spec)
+        if in_userns:
+            _become_root()
+        rootfs.prepare(rootfd, spec, in_userns, cgroup_dirs, sources)
+        for fd in sources.values():
+            os.close(fd)
         _ensure_cwd(rootfd, spec)
         if spec.hooks.prestart or spec.hooks.create_runtime:
             ch.send(sync.HOOKS)
@@ -122,6 +134,11 @@ def container_init(ctx: Context, cgroup_dirs: dict) -> None:
             slave = _terminal(spec, ch)
             env = _environment(spec.process, ctx)
             exe = process.lookup(spec.process.args[0], env)
+        if in_userns:
+            # Only now: a non-dumpable process's /proc/self belongs to the host's root, which
+            # the init, root of the user namespace, could no longer use for mounting through
+            # /proc/self/fd.  Before start no other process shares its pid namespace.
+            k.prctl(k.PR_SET_DUMPABLE, 0)
         ch.send(sync.READY)
         ch.close()
     except BaseException as err:    # noqa: BLE001
@@ -129,10 +146,10 @@ def container_init(ctx: Context, cgroup_dirs: dict) -> None:
         os._exit(1)
     # Blocks until ``pyrunc start`` opens the fifo for reading.
     try:
-        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir)
+        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir)
     except BaseException:           # noqa: BLE001 - killed or the state removed: nothing to say
         os._exit(1)
-    os.close(state_dir)
+    os.close(ctx.state_dir)
     exec_process(ctx, fifo, exe, env, slave)
 
 
@@ -153,7 +170,7 @@ def _identity(spec, ctx: Context) -> None:
             pass    # keyrings may be unavailable (e.g. disabled in this kernel); runc goes on too
 
 
-def _close_inherited(first: int, keep: int) -> None:
+def _close_inherited(first: int, keep: tuple[int, ...]) -> None:
     """Close every fd from ``first`` on but ``keep``; the preserved ones below stay inheritable.
 
     What the parent had open (its locked state directory, the console socket, whatever its own
@@ -161,7 +178,7 @@ def _close_inherited(first: int, keep: int) -> None:
     """
     for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
         try:
-            if fd >= first and fd != keep:
+            if fd >= first and fd not in keep:
                 os.close(fd)
             elif 3 <= fd < first:
                 os.set_inheritable(fd, True)

@@ -133,9 +133,15 @@ def enter_cwd(cwd: str) -> None:
 
 
 def reset_signals() -> None:
-    """Undo what Python did to signal dispositions: ignored signals stay ignored across exec."""
+    """Every signal back to its default, none blocked: an ignored signal stays ignored across
+    exec, and both Python (SIGPIPE, SIGXFSZ) and our callers (a shell's background job ignores
+    SIGINT and SIGQUIT) leave some ignored."""
     import _signal
-    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM,
-                _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGCHLD, _signal.SIGWINCH):
-        _signal.signal(sig, _signal.SIG_DFL)
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass    # signals the C library reserves (32, 33)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

@@ -3,7 +3,7 @@
 Runs in the init, inside the container's new mount namespace, in two halves around the hooks
 that must see the mounts before pivot_root (prestart/createRuntime/createContainer):
 
-:func:`prepare` —
+:func:`bind_rootfs`, :func:`open_sources`, then :func:`prepare` —
     1. detach propagation from the host: ``/`` becomes rslave (or rprivate), so nothing mounted
        for the container leaks back to the host;
     2. bind the rootfs onto itself: pivot_root needs a mount point;
@@ -45,8 +45,13 @@ class MountError(SetupError):
 
 # --- first half: before the hooks ---------------------------------------------------------------
 
-def prepare(spec, in_userns: bool, cgroup_paths: dict[str, str]) -> int:
-    """Mount everything inside the rootfs; return an O_PATH fd of the rootfs mount."""
+def bind_rootfs(spec) -> int:
+    """Steps 1-2; returns an O_PATH fd of the rootfs mount.
+
+    Called while the init still has the runtime's identity on the host filesystem (before it
+    becomes root inside a new user namespace): the bundle may sit under directories only the
+    host's root can search, and this is the last moment paths outside the rootfs are walked.
+    """
     rootfs = spec.root_path
     k.mount(None, "/", None, _ROOT_PROPAGATION[spec.linux.rootfs_propagation])
     _make_parent_private(rootfs)
@@ -54,11 +59,35 @@ def prepare(spec, in_userns: bool, cgroup_paths: dict[str, str]) -> int:
         k.mount(rootfs, rootfs, None, k.MS_BIND | k.MS_REC)
     except OSError as err:
         raise MountError(f"bind rootfs {rootfs}: {err.strerror}") from None
-    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def open_sources(spec) -> dict[int, int]:
+    """O_PATH fds of the bind mounts' sources (mount index -> fd), opened up front like the
+    rootfs and for the same reason."""
+    fds = {}
+    try:
+        for i, mount in enumerate(spec.mounts):
+            if mounts.parse_options(mount.options).is_bind:
+                try:
+                    fds[i] = os.open(mount.source, os.O_PATH | os.O_CLOEXEC)
+                except OSError as err:
+                    raise MountError(f"mounts[{i}]: bind source {mount.source}: "
+                                     f"{err.strerror}") from None
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def prepare(rootfd: int, spec, in_userns: bool, cgroup_paths: dict[str, str],
+            sources: dict[int, int]) -> None:
+    """Steps 3-5: everything inside the rootfs, resolved under ``rootfd``."""
     _refuse_symlinked_dirs(rootfd)
     for i, mount in enumerate(spec.mounts):
         try:
-            mount_one(rootfd, mount, spec, in_userns, cgroup_paths)
+            mount_one(rootfd, mount, spec, in_userns, cgroup_paths, sources.get(i))
         except MountError:
             raise
         except OSError as err:
@@ -67,7 +96,6 @@ def prepare(spec, in_userns: bool, cgroup_paths: dict[str, str]) -> int:
     _default_dev_mounts(rootfd, spec)
     devices.create_all(rootfd, spec.linux.devices, in_userns)
     devices.create_links(rootfd)
-    return rootfd
 
 
 def _has_mount(spec, dest: str) -> bool:
@@ -111,7 +139,8 @@ def _refuse_symlinked_dirs(rootfd: int) -> None:
             raise MountError(f"rootfs: /{name} is a symlink; refusing to mount over it")
 
 
-def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_paths: dict[str, str]) -> None:
+def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_paths: dict[str, str],
+              source_fd: int | None = None) -> None:
     opts = mounts.parse_options(mount.options)
     dest = os.path.normpath(mount.destination)
     if mount.type == "cgroup" or mount.type == "cgroup2":
@@ -122,7 +151,7 @@ def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_paths: dict[str,
     if opts.idmap or mount.uid_mappings:
         raise MountError(f"mount on {dest}: id-mapped mounts are not supported yet")
     if opts.is_bind:
-        _bind(rootfd, mount, dest, opts)
+        _bind(rootfd, mount, dest, opts, source_fd)
     else:
         _fs_mount(rootfd, mount, dest, opts, in_userns)
     _after_mount(rootfd, dest, opts)
@@ -134,22 +163,14 @@ def _target(rootfd: int, dest: str, want_dir: bool) -> int:
     return inroot.create_file(rootfd, dest)
 
 
-def _bind(rootfd: int, mount, dest: str, opts) -> None:
+def _bind(rootfd: int, mount, dest: str, opts, src: int) -> None:
+    """Bind the source (opened up front, see :func:`open_sources`) onto ``dest``."""
+    target = _target(rootfd, dest, inroot.is_dir(src))
     try:
-        src = os.open(mount.source, os.O_PATH | os.O_CLOEXEC)
-    except OSError as err:
-        raise MountError(f"bind mount source {mount.source}: {err.strerror}") from None
-    try:
-        target = _target(rootfd, dest, inroot.is_dir(src))
-        try:
-            if dest == "/proc":
-                raise MountError("mount on /proc: only procfs may be mounted there")
-            k.mount(inroot.fd_path(src), inroot.fd_path(target), None,
-                    k.MS_BIND | (opts.flags & k.MS_REC))
-        finally:
-            os.close(target)
+        k.mount(inroot.fd_path(src), inroot.fd_path(target), None,
+                k.MS_BIND | (opts.flags & k.MS_REC))
     finally:
-        os.close(src)
+        os.close(target)
     attr_set, attr_clr = mounts.bind_attrs(opts)
     if attr_set or attr_clr:
         fd = inroot.open_in_root(rootfd, dest)
