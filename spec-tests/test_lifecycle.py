@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import base_config
+from harness import base_config
 
 
 def wait_status(runtime, cid, status, timeout=10.0):
@@ -167,7 +167,7 @@ def test_run_forwards_signals(runtime, tmp_path):
                                    "while :; do sleep 0.05; done"])
     bundle = runtime.bundle(cfg)
     cid = runtime.new_id()
-    from conftest import PYRUNC
+    from harness import PYRUNC
     proc = subprocess.Popen([PYRUNC, "--root", runtime.root, "run", "--bundle", bundle, cid],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     try:
@@ -257,7 +257,7 @@ def test_start_of_missing_program_fails_at_create(runtime):
 def test_concurrent_operations_serialised(runtime):
     """Several starts at once: exactly one succeeds."""
     cid, _ = create(runtime)
-    from conftest import PYRUNC
+    from harness import PYRUNC
     procs = [subprocess.Popen([PYRUNC, "--root", runtime.root, "start", cid],
                               stderr=subprocess.PIPE) for _ in range(4)]
     codes = [p.wait(timeout=30) for p in procs]

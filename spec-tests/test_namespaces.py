@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import base_config
+from harness import base_config
 
 ALL = ("pid", "network", "ipc", "uts", "mount", "cgroup", "time")
 PROC = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import base_config
+from harness import base_config
 
 ALL_CAPS_MASK = None
 
@@ -161,7 +161,7 @@ def test_stdio_reaches_container_untouched(runtime, tmp_path):
     bundle = runtime.bundle(base_config(["sh", "-c", "read line; echo got:$line; "
                                                      "ls -l /proc/self/fd/0 /proc/self/fd/1"]))
     cid = runtime.new_id()
-    from conftest import PYRUNC
+    from harness import PYRUNC
     proc = subprocess.run([PYRUNC, "--root", runtime.root, "run", "--bundle", bundle, cid],
                           input="hello\n", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc
