@@ -55,11 +55,15 @@ def loads(data) -> object:
         value, end = _scan(text, start)
     except StopIteration as stop:
         raise JSONError(f"invalid value at {_position(text, stop.value)}") from None
-    except ValueError as err:  # json.decoder.JSONDecodeError from the C scanner
-        pos = getattr(err, "pos", None)
-        msg = getattr(err, "msg", str(err))
-        where = f" at {_position(text, pos)}" if pos is not None else ""
-        raise JSONError(f"{msg}{where}") from None
+    except (ValueError, SystemError):
+        # The C scanner raises json.decoder.JSONDecodeError only if that module is already
+        # imported (else a SystemError): on this error path, let the json package explain.
+        import json
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as err:
+            raise JSONError(f"{err.msg} at {_position(text, err.pos)}") from None
+        raise JSONError("invalid JSON") from None
     rest = len(text) - len(text.rstrip(_WS))
     if end != len(text) - rest:
         raise JSONError(f"extra data at {_position(text, end)}")

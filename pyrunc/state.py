@@ -123,7 +123,8 @@ class Container:
         """The state object of runtime.md (plus runc's extra fields)."""
         status = status or self.status()
         state = {"ociVersion": OCI_VERSION, "id": self.id,
-                 "pid": self.pid if status in ("created", "running", "paused") else 0,
+                 "pid": self.pid if status in ("creating", "created", "running", "paused")
+                 else 0,
                  "status": status, "bundle": self.bundle, "rootfs": self.rootfs,
                  "created": self.created, "owner": self.owner}
         if self.annotations:
