@@ -199,7 +199,7 @@ def parse_signal(text: str) -> int:
     import _signal
     if text.isdigit():
         num = int(text)
-        if 0 < num < _signal.NSIG:
+        if 0 <= num < _signal.NSIG:     # 0 checks that the container's init exists
             return num
         raise UsageError(f"invalid signal {text!r}")
     name = text.upper()

@@ -48,7 +48,7 @@ def test_parse_signal(text, num):
     assert cli.parse_signal(text) == num
 
 
-@pytest.mark.parametrize("text", ["NOPE", "0", "999", "SIG_DFL", "-9"])
+@pytest.mark.parametrize("text", ["NOPE", "65", "999", "SIG_DFL", "-9"])
 def test_parse_bad_signal(text):
     with pytest.raises(cli.UsageError):
         cli.parse_signal(text)
