@@ -119,6 +119,9 @@ def _check_create(spec, opts: CreateOptions) -> tuple[int, int]:
     namespaces.check_paths(spec.linux.namespaces)
     if not os.path.isdir(spec.root_path):
         raise SetupError(f"config.json: root.path: {spec.root_path} is not a directory")
+    _check_lsm(spec)
+    if spec.linux.intel_rdt is not None:
+        raise SetupError("config.json: linux.intelRdt: Intel RDT is not supported by pyrunc")
     if spec.linux.seccomp is not None:
         log.warn("linux.seccomp is set but pyrunc does not implement seccomp; "
                  "the container runs without a seccomp filter")
@@ -135,6 +138,28 @@ def _check_create(spec, opts: CreateOptions) -> tuple[int, int]:
         except OSError:
             raise SetupError(f"--preserve-fds {opts.preserve_fds}: fd {fd} is not open") from None
     return extra, listen_fds
+
+
+def _check_lsm(spec) -> None:
+    """AppArmor/SELinux labels: pyrunc cannot apply them.  On a host where the LSM is off they
+    mean nothing (runc skips them there too); where it is on, refusing is the honest answer."""
+    proc = spec.process
+    if proc is not None and proc.apparmor_profile and _lsm_enabled("apparmor"):
+        raise SetupError("config.json: process.apparmorProfile: AppArmor is enabled on this "
+                         "host, and pyrunc cannot apply profiles")
+    if ((proc is not None and proc.selinux_label) or spec.linux.mount_label) and \
+            _lsm_enabled("selinux"):
+        raise SetupError("config.json: SELinux labels are not supported by pyrunc")
+
+
+def _lsm_enabled(name: str) -> bool:
+    if name == "apparmor":
+        try:
+            with open("/sys/module/apparmor/parameters/enabled") as f:
+                return f.read().strip() == "Y"
+        except OSError:
+            return False
+    return os.path.exists("/sys/fs/selinux/enforce")
 
 
 def _setup_cgroup(c, spec, child: int):

@@ -244,6 +244,7 @@ def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int |
             raise RuntimeError("process is not set in config.json")
         hooks.run_all(spec.hooks, "start_container", _state(ctx, "created"))
         process.apply_rlimits(proc.rlimits)
+        _kernel_settings(spec)
         if slave is not None:
             from pyrunc import terminal
             terminal.make_controlling(slave)
@@ -266,6 +267,19 @@ def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int |
             os.write(fifo, b"E" + msg.encode())
         finally:
             os._exit(1)
+
+
+def _kernel_settings(spec) -> None:
+    """Per-process kernel settings the program inherits across exec (while still root)."""
+    proc, linux = spec.process, spec.linux
+    if linux.personality:
+        process.apply_personality(linux.personality)
+    if linux.memory_policy:
+        process.apply_memory_policy(linux.memory_policy)
+    if proc.scheduler:
+        process.apply_scheduler(proc.scheduler)
+    if proc.io_priority:
+        process.apply_io_priority(proc.io_priority)
 
 
 def _new_session() -> None:

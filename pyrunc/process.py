@@ -145,3 +145,64 @@ def reset_signals() -> None:
         except (OSError, ValueError):
             pass    # signals the C library reserves (32, 33)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+
+
+# --- scheduler, I/O priority, NUMA memory policy, personality ---------------------------------
+
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+               "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+               "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+              "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MPOL_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14,
+              "MPOL_F_NUMA_BALANCING": 1 << 13}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """``0-3,7`` → [0, 1, 2, 3, 7]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def apply_scheduler(sched: dict) -> None:
+    flags = 0
+    for name in sched.get("flags") or ():
+        flags |= SCHED_FLAGS[name]
+    try:
+        k.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
+                        sched.get("priority", 0), sched.get("runtime", 0),
+                        sched.get("deadline", 0), sched.get("period", 0))
+    except OSError as err:
+        raise SetupError(f"process.scheduler ({sched['policy']}): {err.strerror}") from None
+
+
+def apply_io_priority(prio: dict) -> None:
+    try:
+        k.ioprio_set((IOPRIO_CLASSES[prio["class"]] << 13) | prio["priority"])
+    except OSError as err:
+        raise SetupError(f"process.ioPriority: {err.strerror}") from None
+
+
+def apply_memory_policy(policy: dict) -> None:
+    mode = MPOL_MODES[policy["mode"]]
+    for name in policy.get("flags") or ():
+        mode |= MPOL_FLAGS[name]
+    try:
+        k.set_mempolicy(mode, parse_cpu_list(policy.get("nodes", "")))
+    except OSError as err:
+        raise SetupError(f"linux.memoryPolicy ({policy['mode']}): {err.strerror}") from None
+
+
+def apply_personality(pers: dict) -> None:
+    try:
+        k.personality(PERSONALITY_DOMAINS[pers["domain"]])
+    except OSError as err:
+        raise SetupError(f"linux.personality: {err.strerror}") from None

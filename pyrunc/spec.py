@@ -132,6 +132,8 @@ class Linux:
     sysctl: dict[str, str] = field(dict)
     seccomp: dict | None = None
     personality: dict | None = None
+    memory_policy: dict | None = None
+    intel_rdt: dict | None = None
     mount_label: str = ""
 
     def namespace(self, ns_type: str) -> Namespace | None:
@@ -405,6 +407,8 @@ def _linux(doc: dict) -> Linux:
     linux.sysctl = sysctl
     linux.seccomp = lx.get("seccomp")
     linux.personality = lx.get("personality")
+    linux.memory_policy = lx.get("memoryPolicy")
+    linux.intel_rdt = lx.get("intelRdt")
     linux.mount_label = _str(lx, "mountLabel", "linux.mountLabel")
     return linux
 

@@ -293,3 +293,45 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(libc.capset(ctypes.byref(header), data), "capset")
+
+
+# --- scheduling, I/O priority, memory policy, personality -------------------------------------
+
+_SYS_ioprio_set = 251
+_SYS_set_mempolicy = 238
+_SYS_sched_setattr = 314
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
+                ("sched_util_min", ctypes.c_uint32), ("sched_util_max", ctypes.c_uint32)]
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                  runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+                      deadline, period, 0, 0)
+    _check(_syscall(_SYS_sched_setattr, ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)),
+           "sched_setattr")
+
+
+def ioprio_set(ioprio: int) -> None:
+    _check(_syscall(_SYS_ioprio_set, ctypes.c_int(1), ctypes.c_int(0), ctypes.c_int(ioprio)),
+           "ioprio_set")
+
+
+def set_mempolicy(mode: int, nodes: list[int]) -> None:
+    maxnode = (max(nodes) + 1) if nodes else 0
+    words = (maxnode + 63) // 64 or 1
+    mask = (ctypes.c_ulong * words)()
+    for node in nodes:
+        mask[node // 64] |= 1 << (node % 64)
+    _check(_syscall(_SYS_set_mempolicy, ctypes.c_int(mode), mask if nodes else None,
+                    ctypes.c_ulong(maxnode + 1 if nodes else 0)), "set_mempolicy")
+
+
+def personality(persona: int) -> None:
+    _check(libc.personality(ctypes.c_ulong(persona)), "personality")
