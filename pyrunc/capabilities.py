@@ -80,6 +80,29 @@ def apply_sets(caps) -> None:
             k.prctl(k.PR_CAP_AMBIENT, k.PR_CAP_AMBIENT_RAISE, num)
 
 
+def runtime_bounding() -> int:
+    """The capabilities this runtime itself may still grant (its own bounding set)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return (1 << (last_cap() + 1)) - 1
+
+
+def restrict_to_grantable(caps) -> list[str]:
+    """Drop from every set what the runtime cannot grant (config.md: a warning, not a failure —
+    e.g. CAP_SYS_RESOURCE on a host that withholds it); the warnings to log."""
+    have = runtime_bounding()
+    missing = []
+    for set_name in _SETS:
+        names = getattr(caps, set_name)
+        kept = [n for n in names if n not in NUMBERS or have & (1 << NUMBERS[n])]
+        missing += [n for n in names if n not in kept and n not in missing]
+        setattr(caps, set_name, kept)
+    return [f"capability {name} cannot be granted (the runtime does not hold it); ignored"
+            for name in missing]
+
+
 def warnings(caps) -> list[str]:
     """What cannot be granted as asked: unknown names, ambient ones not permitted+inheritable."""
     out = [f"capability {name} is not supported by this kernel; ignored"

@@ -176,6 +176,19 @@ def cmd_features(g, flags, args):
     return 0
 
 
+def cmd_exec(g, flags, args):
+    if not args:
+        raise UsageError('"exec" requires a minimum of 1 argument(s)')
+    from pyrunc import execute
+    opts = execute.ExecOptions(
+        process_file=flags["process"], args=args[1:], tty=flags["tty"],
+        console_socket=flags["console-socket"], cwd=flags["cwd"], env=flags["env"],
+        user=flags["user"], additional_gids=flags["additional-gids"], caps=flags["cap"],
+        no_new_privs=flags["no-new-privs"], detach=flags["detach"],
+        pid_file=flags["pid-file"], preserve_fds=flags["preserve-fds"])
+    return execute.run(g["root"], args[0], opts)
+
+
 COMMANDS = {
     "create": (cmd_create, _CREATE_FLAGS, "create a container"),
     "run": (cmd_run, dict(_CREATE_FLAGS, detach=("bool", False), d="detach",
@@ -183,6 +196,16 @@ COMMANDS = {
             "create and run a container"),
     "start": (cmd_start, {}, "execute the user defined process in a created container"),
     "state": (cmd_state, {}, "output the state of a container"),
+    "exec": (cmd_exec, {"process": ("str", ""), "p": "process", "tty": ("bool", False),
+                        "t": "tty", "console-socket": ("str", ""), "cwd": ("str", ""),
+                        "env": ("list", []), "e": "env", "user": ("str", ""), "u": "user",
+                        "additional-gids": ("list", []), "g": "additional-gids",
+                        "cap": ("list", []), "c": "cap", "no-new-privs": ("bool", False),
+                        "detach": ("bool", False), "d": "detach", "pid-file": ("str", ""),
+                        "preserve-fds": ("int", 0), "apparmor": ("str", ""),
+                        "process-label": ("str", ""), "cgroup": ("list", []),
+                        "ignore-paused": ("bool", False)},
+             "execute a new process inside the container"),
     "kill": (cmd_kill, {"all": ("bool", False), "a": "all"},
              "send a signal (default SIGTERM) to the container's init process"),
     "delete": (cmd_delete, {"force": ("bool", False), "f": "force"},

@@ -84,6 +84,8 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
         return c, master
     except BaseException as err:
         _abort(c, child, mgr)
+        if _is_hook_failure(err):
+            _poststop_after_failure(spec, c)
         if isinstance(err, PyruncError):
             raise PyruncError(f"create {container_id}: {err}") from None
         if isinstance(err, OSError):
@@ -94,6 +96,21 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             ch.close()
         if console is not None:
             console.close()
+
+
+def _is_hook_failure(err: BaseException) -> bool:
+    return isinstance(err, hooklib.HookError) or getattr(err, "kind", "") == "HookError"
+
+
+def _poststop_after_failure(spec, c) -> None:
+    """runtime.md: a failing create hook stops the container and the lifecycle goes on at step
+    12 — the container is destroyed (done) and the poststop hooks run (failures warn)."""
+    state_json = jsonio.dumps(c.oci_state("stopped"))
+    for i, hook in enumerate(spec.hooks.poststop):
+        try:
+            hooklib.run(hook, state_json, f"hooks.poststop[{i}]")
+        except hooklib.HookError as warning:
+            log.warn(str(warning))
 
 
 def _os_message(err: OSError) -> str:
@@ -112,7 +129,8 @@ def _check_create(spec, opts: CreateOptions) -> tuple[int, int]:
     if spec.process is not None:
         proclib.check_rlimits(spec.process.rlimits)
         if spec.process.capabilities is not None:
-            for warning in capabilities.warnings(spec.process.capabilities):
+            for warning in (capabilities.warnings(spec.process.capabilities) +
+                            capabilities.restrict_to_grantable(spec.process.capabilities)):
                 log.warn(warning)
     if not spec.linux.namespace("mount"):
         raise SetupError("config.json: linux.namespaces: a mount namespace is required")

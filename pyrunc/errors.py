@@ -31,3 +31,13 @@ def describe_oserror(op: str, err: OSError) -> str:
     """``<op> <path>: <strerror>`` — the standard shape of a kernel error in a message."""
     what = f"{op} {err.filename}" if err.filename else op
     return f"{what}: {err.strerror or err}"
+
+
+def describe(err: BaseException) -> tuple[str, int]:
+    """(one-line message, errno) for any exception, for reporting across a process boundary."""
+    if isinstance(err, OSError):
+        if type(err).__str__ is not OSError.__str__:    # SysError: "mount /x: reason"
+            return str(err), err.errno or 0
+        msg = f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror or err)
+        return msg, err.errno or 0
+    return str(err) or type(err).__name__, getattr(err, "errno", 0) or 0

@@ -26,6 +26,7 @@ The init's sequence, and why in this order:
 import os
 
 from pyrunc import hooks, jsonio, namespaces, process, rootfs, sync
+from pyrunc.errors import describe
 from pyrunc.linux import sys as k
 from pyrunc.record import record
 
@@ -45,21 +46,13 @@ class Context:
     listen_fds: int = 0
 
 
-def _describe(err: BaseException) -> tuple[str, int]:
-    if isinstance(err, OSError):
-        return str(err) if isinstance(err, k.SysError) else \
-            (f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror)), \
-            err.errno or 0
-    return str(err) or type(err).__name__, getattr(err, "errno", 0) or 0
-
-
 # --- stage 1 ----------------------------------------------------------------------------------
 
 def stage1(ctx: Context) -> None:
     """Enter/create the namespaces and fork the init.  Never returns."""
     ch = ctx.channel
     try:
-        _close_inherited(3 + ctx.extra_fds, keep=(ch.fileno(), ctx.state_dir))
+        close_inherited(3 + ctx.extra_fds, keep=(ch.fileno(), ctx.state_dir))
         linux = ctx.spec.linux
         namespaces.join(linux.namespaces)
         flags = namespaces.new_flags(linux.namespaces)
@@ -77,7 +70,7 @@ def stage1(ctx: Context) -> None:
         ch.send(sync.PID, pid=pid)
         os._exit(0)
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
-        ch.send_error(*_describe(err))
+        ch.send_error(*describe(err))
         os._exit(1)
 
 
@@ -142,7 +135,7 @@ def container_init(ctx: Context, cgroup_dirs: dict) -> None:
         ch.send(sync.READY)
         ch.close()
     except BaseException as err:    # noqa: BLE001
-        ch.send_error(*_describe(err))
+        ch.send_error(*describe(err), type(err).__name__)
         os._exit(1)
     # Blocks until ``pyrunc start`` opens the fifo for reading.
     try:
@@ -170,7 +163,7 @@ def _identity(spec, ctx: Context) -> None:
             pass    # keyrings may be unavailable (e.g. disabled in this kernel); runc goes on too
 
 
-def _close_inherited(first: int, keep: tuple[int, ...]) -> None:
+def close_inherited(first: int, keep: tuple[int, ...]) -> None:
     """Close every fd from ``first`` on but ``keep``; the preserved ones below stay inheritable.
 
     What the parent had open (its locked state directory, the console socket, whatever its own
@@ -238,52 +231,18 @@ def _state(ctx: Context, status: str) -> str:
 def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int | None) -> None:
     """Run the startContainer hooks, become the configured process, report, execve.  No return."""
     spec = ctx.spec
-    proc = spec.process
     try:
-        if proc is None:
+        if spec.process is None:
             raise RuntimeError("process is not set in config.json")
         hooks.run_all(spec.hooks, "start_container", _state(ctx, "created"))
-        process.apply_rlimits(proc.rlimits)
-        _kernel_settings(spec)
-        if slave is not None:
-            from pyrunc import terminal
-            terminal.make_controlling(slave)
-            os.close(slave)
-        else:
-            _new_session()
-        home = process.passwd_home(proc.user.uid)
-        process.switch_user(proc.user, proc.capabilities)
-        os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
-        process.enter_cwd(proc.cwd)
-        if proc.no_new_privileges:
-            k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
-        env = process.env_with_defaults(env, home)
-        process.reset_signals()
-        os.write(fifo, b"0")
-        os.execve(exe, proc.args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+        if spec.linux.personality:
+            process.apply_personality(spec.linux.personality)
+        if spec.linux.memory_policy:
+            process.apply_memory_policy(spec.linux.memory_policy)
+        process.become(spec.process, exe, env, slave, lambda: os.write(fifo, b"0"))
     except BaseException as err:    # noqa: BLE001
-        msg, _ = _describe(err)
+        msg, _ = describe(err)
         try:
             os.write(fifo, b"E" + msg.encode())
         finally:
             os._exit(1)
-
-
-def _kernel_settings(spec) -> None:
-    """Per-process kernel settings the program inherits across exec (while still root)."""
-    proc, linux = spec.process, spec.linux
-    if linux.personality:
-        process.apply_personality(linux.personality)
-    if linux.memory_policy:
-        process.apply_memory_policy(linux.memory_policy)
-    if proc.scheduler:
-        process.apply_scheduler(proc.scheduler)
-    if proc.io_priority:
-        process.apply_io_priority(proc.io_priority)
-
-
-def _new_session() -> None:
-    try:
-        os.setsid()
-    except PermissionError:
-        pass

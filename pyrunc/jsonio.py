@@ -21,11 +21,23 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_pairs(pairs):
+    """An object's members as a dict; a name given twice is an error, not "the last one wins"."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise JSONError(f"duplicate object member name {name!r}")
+            seen.add(name)
+    return obj
+
+
 class _Context:
     # The attributes _json.make_scanner reads from its context object.
     strict = True
     object_hook = None
-    object_pairs_hook = None
+    object_pairs_hook = staticmethod(_unique_pairs)
     parse_float = float
     parse_int = int
     parse_constant = staticmethod(_reject_constant)
@@ -55,6 +67,8 @@ def loads(data) -> object:
         value, end = _scan(text, start)
     except StopIteration as stop:
         raise JSONError(f"invalid value at {_position(text, stop.value)}") from None
+    except JSONError:
+        raise
     except (ValueError, SystemError):
         # The C scanner raises json.decoder.JSONDecodeError only if that module is already
         # imported (else a SystemError): on this error path, let the json package explain.

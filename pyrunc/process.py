@@ -132,6 +132,39 @@ def enter_cwd(cwd: str) -> None:
         raise SetupError(f"cwd {cwd!r} is outside the container's root")
 
 
+def become(proc, exe: str, env: list[str], slave: int | None, about_to_exec) -> None:
+    """Turn this process into ``proc`` and execve ``exe``; only returns by raising.
+
+    Shared by the container's init (after start) and by exec'd processes.  ``slave`` is the
+    terminal to make controlling, if any; ``about_to_exec()`` reports success just before the
+    execve (its channel closes on exec, which tells the waiting side the program runs).
+    """
+    apply_rlimits(proc.rlimits)
+    if proc.scheduler:
+        apply_scheduler(proc.scheduler)
+    if proc.io_priority:
+        apply_io_priority(proc.io_priority)
+    if slave is not None:
+        from pyrunc import terminal     # already loaded by the caller, before pivot_root/setns
+        terminal.make_controlling(slave)
+        os.close(slave)
+    else:
+        try:
+            os.setsid()
+        except PermissionError:
+            pass    # already a session leader
+    home = passwd_home(proc.user.uid)
+    switch_user(proc.user, proc.capabilities)
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    enter_cwd(proc.cwd)
+    if proc.no_new_privileges:
+        k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+    env = env_with_defaults(env, home)
+    reset_signals()
+    about_to_exec()
+    os.execve(exe, proc.args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
+
+
 def reset_signals() -> None:
     """Every signal back to its default, none blocked: an ignored signal stays ignored across
     exec, and both Python (SIGPIPE, SIGXFSZ) and our callers (a shell's background job ignores

@@ -48,9 +48,10 @@ _MAX = 65536
 class ChildError(SetupError):
     """An error carried back from the other side of the channel."""
 
-    def __init__(self, msg: str, errno: int = 0):
+    def __init__(self, msg: str, errno: int = 0, kind: str = ""):
         super().__init__(msg)
         self.errno = errno
+        self.kind = kind        # the exception's class name on the other side
 
 
 class Channel:
@@ -79,9 +80,9 @@ class Channel:
         else:
             self.sock.send(data)
 
-    def send_error(self, msg: str, errno: int = 0) -> None:
+    def send_error(self, msg: str, errno: int = 0, kind: str = "") -> None:
         try:
-            self.send(ERROR, msg=msg, errno=errno)
+            self.send(ERROR, msg=msg, errno=errno, kind=kind)
         except OSError:
             pass    # the parent is gone; nobody to tell
 
@@ -107,7 +108,8 @@ class Channel:
         for fd in fds:
             os.close(fd)
         if got == ERROR:
-            raise ChildError(fields.get("msg", "unknown error"), fields.get("errno", 0))
+            raise ChildError(fields.get("msg", "unknown error"), fields.get("errno", 0),
+                             fields.get("kind", ""))
         if got is None:
             raise ChildError("container init exited during setup")
         raise ChildError(f"setup protocol: expected {name!r}, got {got!r}")

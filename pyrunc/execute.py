@@ -1,0 +1,354 @@
+"""``pyrunc exec``: run another process in a running container.
+
+The process is built from the container's own ``process`` (frozen in its state at create) with the
+command line's overrides, or read whole from ``--process`` (config.md's process object).
+
+Three processes again (compare :mod:`pyrunc.init`):
+
+* the **parent** (``pyrunc exec``) opens a pidfd of the container's init — checked against its
+  start time, so a recycled pid is never joined — places the joining child in the container's
+  cgroup, and waits;
+* the **joining child** becomes non-dumpable, closes everything it inherited, and enters all the
+  container's namespaces at once with setns(pidfd) — which fails cleanly if the init has just
+  exited, so an exec racing the container's end errors out instead of hanging; it forks, since
+  a pid namespace applies to children only;
+* the **process** (in every namespace) opens its terminal in the container's devpts if asked,
+  becomes the configured user with its capabilities (:func:`pyrunc.process.become`), reports
+  EXEC and execs.  The channel closes on exec, so the parent knows the program runs.
+
+In the foreground the parent is a subreaper: the process is re-parented to it, and it forwards
+signals, relays a terminal, and returns the exit code (128+signal if killed).
+"""
+
+import os
+
+from pyrunc import state, sync
+from pyrunc.errors import ConfigError, PyruncError, SetupError, StateError, describe
+from pyrunc.linux import proc as procfs
+from pyrunc.record import record
+
+EXEC = "exec"   # process -> parent: about to execve (then the channel closes)
+
+
+@record
+class ExecOptions:
+    process_file: str = ""
+    args: list = None
+    tty: bool = False
+    console_socket: str = ""
+    cwd: str = ""
+    env: list = None
+    user: str = ""
+    additional_gids: list = None
+    caps: list = None
+    no_new_privs: bool = False
+    detach: bool = False
+    pid_file: str = ""
+    preserve_fds: int = 0
+
+
+def run(root: str, container_id: str, opts: ExecOptions) -> int:
+    c = state.load(root, container_id)
+    try:
+        status = c.status()
+        if status not in state.ALLOWED["exec"]:
+            raise StateError(f'cannot exec in container "{container_id}": it is {status}')
+        proc = build_process(c, opts)
+        pidfd = procfs.open_pidfd(c.pid, c.start_time)
+        if pidfd is None:
+            raise StateError(f'cannot exec in container "{container_id}": it is stopped')
+    finally:
+        c.close()
+    return _launch(c, proc, pidfd, opts)
+
+
+# --- the process description ---------------------------------------------------------------------
+
+def build_process(c, opts: ExecOptions):
+    from pyrunc import capabilities
+    from pyrunc import spec as speclib
+    if opts.process_file:
+        doc = _read_process_file(opts.process_file)
+        proc = speclib.parse_process(doc, "process")
+    else:
+        if not opts.args:
+            raise ConfigError("exec: the command to run is required (or --process FILE)")
+        base = dict(c.config.get("process") or {})
+        base["args"] = list(opts.args)
+        base["terminal"] = opts.tty
+        base.pop("consoleSize", None)
+        proc = speclib.parse_process(base, "process")
+        proc.env = _merge_env(proc.env, opts.env or [])
+        if opts.cwd:
+            if not opts.cwd.startswith("/"):
+                raise ConfigError(f"exec: --cwd {opts.cwd!r} is not an absolute path")
+            proc.cwd = opts.cwd
+        if opts.user:
+            proc.user.uid, proc.user.gid = _resolve_user(c, opts.user)
+        if opts.additional_gids:
+            proc.user.additional_gids = [_int_arg("--additional-gids", g)
+                                         for g in opts.additional_gids]
+        if opts.no_new_privs:
+            proc.no_new_privileges = True
+        if opts.caps:
+            _add_caps(proc, opts.caps)
+    if proc.capabilities is not None:
+        for name in _all_cap_names(proc.capabilities):
+            if name not in capabilities.NUMBERS:
+                raise ConfigError(f"exec: unknown capability {name!r}")
+        from pyrunc import log
+        for warning in capabilities.restrict_to_grantable(proc.capabilities):
+            log.warn(warning)
+    _check_cwd(proc.cwd)
+    return proc
+
+
+def _read_process_file(path: str) -> dict:
+    from pyrunc import jsonio
+    try:
+        with open(path, "rb") as f:
+            doc = jsonio.loads(f.read())
+    except OSError as err:
+        raise ConfigError(f"exec: --process {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise ConfigError(f"exec: --process {path}: invalid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"exec: --process {path}: must be a JSON object")
+    return doc
+
+
+def _merge_env(env: list[str], extra: list[str]) -> list[str]:
+    """``-e NAME=value`` replaces NAME; the rest of the container's environment stays."""
+    names = {e.split("=", 1)[0] for e in extra}
+    return [e for e in env if e.split("=", 1)[0] not in names] + list(extra)
+
+
+def _int_arg(flag: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"exec: {flag} {text!r} is not a number") from None
+    if not 0 <= value < 2**32:
+        raise ConfigError(f"exec: {flag} {text!r} is out of range")
+    return value
+
+
+def _resolve_user(c, spec: str) -> tuple[int, int]:
+    """``uid[:gid]`` or ``name[:group]``, names looked up in the container's own files."""
+    user, _, group = spec.partition(":")
+    uid = gid = None
+    if user.isdigit():
+        uid = int(user)
+    if group and group.isdigit():
+        gid = int(group)
+    if uid is None or (gid is None and not group):
+        entry = _lookup(c, "etc/passwd", user, by_name=uid is None)
+        if entry is None:
+            raise ConfigError(f"exec: unknown user {user!r} in the container's /etc/passwd")
+        uid = int(entry[2])
+        gid = int(entry[3]) if gid is None and not group else gid
+    if gid is None:
+        entry = _lookup(c, "etc/group", group, by_name=True)
+        if entry is None:
+            raise ConfigError(f"exec: unknown group {group!r} in the container's /etc/group")
+        gid = int(entry[2])
+    return uid, gid
+
+
+def _lookup(c, relpath: str, key: str, by_name: bool) -> list[str] | None:
+    """A line of the container's passwd/group file, read inside its root (no symlink escapes)."""
+    from pyrunc.linux import inroot
+    try:
+        rootfd = os.open(f"/proc/{c.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = inroot.open_in_root(rootfd, relpath, os.O_RDONLY)
+    except OSError:
+        return None
+    finally:
+        os.close(rootfd)
+    with os.fdopen(fd, "rb") as f:
+        for raw in f:
+            fields = raw.decode(errors="replace").rstrip("\n").split(":")
+            if len(fields) >= 4 and fields[0 if by_name else 2] == key:
+                return fields
+    return None
+
+
+def _add_caps(proc, names: list[str]) -> None:
+    from pyrunc.spec import Capabilities
+    if proc.capabilities is None:
+        proc.capabilities = Capabilities()
+    caps = proc.capabilities
+    for name in names:
+        name = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+        for cap_set in (caps.bounding, caps.effective, caps.permitted):
+            if name not in cap_set:
+                cap_set.append(name)
+        # ambient needs the capability inheritable too: only where the config made it so
+        if name in caps.inheritable and name not in caps.ambient:
+            caps.ambient.append(name)
+
+
+def _all_cap_names(caps) -> set[str]:
+    return set(caps.bounding + caps.effective + caps.permitted + caps.inheritable + caps.ambient)
+
+
+def _check_cwd(cwd: str) -> None:
+    """A cwd through /proc/self/fd (or any /proc path) could point at a runtime descriptor."""
+    parts = [p for p in cwd.split("/") if p]
+    if ".." in parts:
+        raise ConfigError(f"exec: cwd {cwd!r} must not contain '..'")
+    if parts[:1] == ["proc"]:
+        raise ConfigError(f"exec: cwd {cwd!r} inside /proc is refused")
+
+
+# --- parent -------------------------------------------------------------------------------------
+
+def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
+    from pyrunc.linux import sys as k
+    extra_fds = _check_fds(opts.preserve_fds)
+    console = None
+    if opts.console_socket:
+        from pyrunc import terminal
+        console = terminal.connect_console_socket(opts.console_socket)
+    elif proc.terminal and opts.detach:
+        raise SetupError("exec: a terminal needs --console-socket when detached")
+    if not opts.detach:
+        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    ch, child_end = sync.Channel.pair()
+    child = os.fork()
+    if child == 0:
+        ch.close()
+        _join(c, proc, pidfd, child_end, extra_fds)     # never returns
+    child_end.close()
+    pid = None
+    try:
+        if c.cgroup:
+            c.cgroup_manager().apply(child)
+        ch.send(sync.PROCEED)
+        pid = ch.expect(sync.PID)["pid"]
+        _reap(child)
+        master = None
+        if proc.terminal:
+            _fields, fds = ch.expect(sync.CONSOLE, with_fds=True)
+            master = fds[0]
+            if console is not None:
+                from pyrunc import terminal
+                terminal.send_master(console, master)
+                os.close(master)
+                master = None
+        ch.expect(EXEC)
+        got, fields, _ = ch.recv()      # end of file: the exec happened
+        if got == sync.ERROR:
+            raise SetupError(fields.get("msg", "exec failed"))
+    except BaseException as err:
+        _abort(child, pid)
+        if isinstance(err, PyruncError):
+            raise PyruncError(f"exec {c.id}: {err}") from None
+        raise
+    finally:
+        ch.close()
+        if console is not None:
+            console.close()
+        os.close(pidfd)
+    if opts.pid_file:
+        from pyrunc.container import _write_pid_file
+        _write_pid_file(opts.pid_file, pid)
+    if opts.detach:
+        return 0
+    from pyrunc import container
+    exec_pidfd = procfs.open_pidfd(pid, None)
+    container._forward_signals(exec_pidfd)
+    return container._wait_foreground(pid, exec_pidfd, master)
+
+
+def _check_fds(preserve: int) -> int:
+    if preserve < 0:
+        raise ConfigError("exec: --preserve-fds must not be negative")
+    for fd in range(3, 3 + preserve):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise SetupError(f"--preserve-fds {preserve}: fd {fd} is not open") from None
+    return preserve
+
+
+def _reap(child: int) -> None:
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SetupError("the joining child failed")
+
+
+def _abort(child: int, pid: int | None) -> None:
+    for target in (pid, child):
+        if target:
+            try:
+                os.kill(target, 9)
+            except ProcessLookupError:
+                pass
+    try:
+        os.waitpid(child, 0)
+    except ChildProcessError:
+        pass
+
+
+# --- joining child and the process --------------------------------------------------------------
+
+def _join(c, proc, pidfd: int, ch, extra_fds: int) -> None:
+    """Enter the container and fork the process.  Never returns."""
+    from pyrunc.init import close_inherited
+    from pyrunc.linux import sys as k
+    try:
+        k.prctl(k.PR_SET_DUMPABLE, 0)
+        close_inherited(3 + extra_fds, keep=(ch.fileno(), pidfd))
+        affinity = proc.exec_cpu_affinity or {}
+        if affinity.get("initial"):
+            from pyrunc.process import parse_cpu_list
+            os.sched_setaffinity(0, parse_cpu_list(affinity["initial"]))
+        if proc.terminal:
+            from pyrunc import terminal  # noqa: F401 - not loadable once inside the container
+        import resource  # noqa: F401 - likewise (process.apply_rlimits)
+        ch.expect(sync.PROCEED)
+        flags = _namespace_flags(c.config)
+        try:
+            k.setns(pidfd, flags)
+        except OSError as err:
+            raise SetupError(f"join the container's namespaces: {err.strerror} "
+                             "(has it just exited?)") from None
+        os.close(pidfd)
+        pid = os.fork()
+        if pid == 0:
+            _process(proc, ch, affinity)
+        ch.send(sync.PID, pid=pid)
+        os._exit(0)
+    except BaseException as err:    # noqa: BLE001
+        ch.send_error(*describe(err))
+        os._exit(1)
+
+
+def _namespace_flags(config: dict) -> int:
+    from pyrunc import namespaces
+    flags = 0
+    for ns in (config.get("linux") or {}).get("namespaces") or ():
+        flags |= namespaces.FLAGS[ns["type"]]
+    return flags
+
+
+def _process(proc, ch, affinity: dict) -> None:
+    from pyrunc import process
+    try:
+        if affinity.get("final"):
+            os.sched_setaffinity(0, process.parse_cpu_list(affinity["final"]))
+        slave = None
+        if proc.terminal:
+            from pyrunc import terminal
+            master, slave = terminal.open_pty()
+            ch.send(sync.CONSOLE, fds=[master])
+            os.close(master)
+        exe = process.lookup(proc.args[0], proc.env)
+        process.become(proc, exe, proc.env, slave, lambda: ch.send(EXEC))
+    except BaseException as err:    # noqa: BLE001
+        ch.send_error(*describe(err))
+        os._exit(127)
