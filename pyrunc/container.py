@@ -66,8 +66,8 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             init.stage1(ctx)        # never returns
         child_end.close()
         os.close(state_fd)
-        mgr = _setup_cgroup(c, spec, child)
-        master = _drive_setup(c, spec, ch, child)
+        mgr = _create_cgroup(c, spec)
+        master = _drive_setup(c, spec, ch, child, mgr)
         if master is not None:
             if console is not None:
                 from pyrunc import terminal
@@ -180,30 +180,28 @@ def _lsm_enabled(name: str) -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
-def _setup_cgroup(c, spec, child: int):
-    """Create the container's cgroup and put the stage-1 child in it (its fork, the init, follows)."""
-    try:
-        from pyrunc import cgroups
-    except ImportError:
-        return None
+def _create_cgroup(c, spec):
+    """The container's cgroup, with its resources set (the init joins it in _drive_setup)."""
+    from pyrunc import cgroups
     mgr = cgroups.new_manager(spec.linux.cgroups_path, c.id)
-    mgr.create(spec.linux.resources)
+    mgr.create(spec.linux.resources, devices=(spec.raw.get("linux") or {}).get("devices"))
     c.cgroup = mgr.to_state()
-    mgr.apply(child)
     return mgr
 
 
-def _drive_setup(c, spec, ch, child: int) -> int | None:
+def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     from pyrunc import namespaces
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
         ch.expect(sync.USERNS)
         namespaces.write_id_maps(child, spec.linux.uid_mappings, spec.linux.gid_mappings)
-    ch.send(sync.PROCEED)
+        ch.send_or_explain(sync.PROCEED)
     fields = ch.expect(sync.PID)
     _reap(child)
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
+    mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
+    ch.send_or_explain(sync.CGROUP)
     if spec.linux.net_devices:
         from pyrunc import netdev
         netdev.move(spec.linux.net_devices, c.pid)
@@ -212,7 +210,7 @@ def _drive_setup(c, spec, ch, child: int) -> int | None:
         state_json = jsonio.dumps(c.oci_state("creating"))
         hooklib.run_all(spec.hooks, "prestart", state_json)
         hooklib.run_all(spec.hooks, "create_runtime", state_json)
-        ch.send(sync.HOOKS_DONE)
+        ch.send_or_explain(sync.HOOKS_DONE)
     master = None
     if spec.process is not None and spec.process.terminal:
         _fields, fds = ch.expect(sync.CONSOLE, with_fds=True)

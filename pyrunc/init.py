@@ -59,14 +59,14 @@ def stage1(ctx: Context) -> None:
         if flags & k.CLONE_NEWUSER:
             k.unshare(k.CLONE_NEWUSER)
             ch.send(sync.USERNS)
-        ch.expect(sync.PROCEED)
-        cgroup_dirs = rootfs.cgroup_dirs() if _has_cgroup_mount(ctx.spec) else {}
-        namespaces.unshare_rest(flags)
+            ch.expect(sync.PROCEED)
+        # The cgroup namespace waits for the init (see _join_cgroup); the rest is new now.
+        namespaces.unshare_rest(flags & ~k.CLONE_NEWCGROUP)
         if flags & k.CLONE_NEWTIME and linux.time_offsets:
             namespaces.write_time_offsets(linux.time_offsets)
         pid = os.fork()
         if pid == 0:
-            container_init(ctx, cgroup_dirs)
+            container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
         ch.send(sync.PID, pid=pid)
         os._exit(0)
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
@@ -95,10 +95,23 @@ def _has_cgroup_mount(spec) -> bool:
 
 # --- the init -----------------------------------------------------------------------------------
 
-def container_init(ctx: Context, cgroup_dirs: dict) -> None:
+def container_init(ctx: Context, new_cgroupns: bool) -> None:
     """Set up the container and wait for start.  Never returns."""
     ch = ctx.channel
     spec = ctx.spec
+    cgroup = {}
+
+    def join_cgroup() -> dict:
+        """The parent moves us into the container's cgroup while we mount (moving a process
+        costs an RCU grace period on cgroup v1: milliseconds, better spent in parallel); wait
+        for it before anything needs the cgroup — the first cgroup mount, the hooks."""
+        if not cgroup:
+            ch.expect(sync.CGROUP)
+            cgroup["dirs"] = rootfs.cgroup_dirs() if _has_cgroup_mount(spec) else {}
+            if new_cgroupns:    # unshared only now, so that its root is the container's cgroup
+                k.unshare(k.CLONE_NEWCGROUP)
+        return cgroup["dirs"]
+
     try:
         in_userns = spec.linux.namespace("user") is not None
         if not in_userns:
@@ -111,7 +124,8 @@ def container_init(ctx: Context, cgroup_dirs: dict) -> None:
         sources = rootfs.open_sources(spec)
         if in_userns:
             _become_root()
-        rootfs.prepare(rootfd, spec, in_userns, cgroup_dirs, sources)
+        rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)
+        join_cgroup()
         for fd in sources.values():
             os.close(fd)
         _ensure_cwd(rootfd, spec)

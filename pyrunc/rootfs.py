@@ -81,13 +81,16 @@ def open_sources(spec) -> dict[int, int]:
     return fds
 
 
-def prepare(rootfd: int, spec, in_userns: bool, cgroup_paths: dict[str, str],
-            sources: dict[int, int]) -> None:
-    """Steps 3-5: everything inside the rootfs, resolved under ``rootfd``."""
+def prepare(rootfd: int, spec, in_userns: bool, cgroup_dirs, sources: dict[int, int]) -> None:
+    """Steps 3-5: everything inside the rootfs, resolved under ``rootfd``.
+
+    ``cgroup_dirs()`` gives the init's cgroup directories; it may wait (see init.py), so it is
+    called only when a cgroup mount comes.
+    """
     _refuse_symlinked_dirs(rootfd)
     for i, mount in enumerate(spec.mounts):
         try:
-            mount_one(rootfd, mount, spec, in_userns, cgroup_paths, sources.get(i))
+            mount_one(rootfd, mount, spec, in_userns, cgroup_dirs, sources.get(i))
         except MountError:
             raise
         except OSError as err:
@@ -139,12 +142,12 @@ def _refuse_symlinked_dirs(rootfd: int) -> None:
             raise MountError(f"rootfs: /{name} is a symlink; refusing to mount over it")
 
 
-def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_paths: dict[str, str],
+def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_dirs,
               source_fd: int | None = None) -> None:
     opts = mounts.parse_options(mount.options)
     dest = os.path.normpath(mount.destination)
     if mount.type == "cgroup" or mount.type == "cgroup2":
-        return _mount_cgroup(rootfd, mount, opts, cgroup_paths)
+        return _mount_cgroup(rootfd, mount, opts, cgroup_dirs())
     if dest == "/proc" and (opts.is_bind or mount.type != "proc"):
         raise MountError(f"mount on /proc: only procfs may be mounted there (got "
                          f"{mount.type or 'bind'})")

@@ -14,8 +14,9 @@ compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with 
 ``SCM_RIGHTS``.  In order::
 
     child  -> parent   USERNS       (only with a new user namespace) "map my ids"
-    parent -> child    PROCEED      ids mapped, child in its cgroup: go on
+    parent -> child    PROCEED      (only then) ids mapped: go on
     child  -> parent   PID          {"pid": init's pid as the parent sees it}
+    parent -> init     CGROUP       the init is in its cgroup (it sets up meanwhile)
     init   -> parent   HOOKS        (only with prestart/createRuntime hooks) "run them now"
     parent -> init     HOOKS_DONE
     init   -> parent   CONSOLE      (only with process.terminal) + the pty master fd
@@ -36,6 +37,7 @@ from pyrunc.errors import SetupError
 USERNS = "userns"
 PROCEED = "proceed"
 PID = "pid"
+CGROUP = "cgroup"
 HOOKS = "hooks"
 HOOKS_DONE = "hooks-done"
 CONSOLE = "console"
@@ -79,6 +81,17 @@ class Channel:
             self.sock.sendmsg([data], cmsg)
         else:
             self.sock.send(data)
+
+    def send_or_explain(self, name: str, **fields) -> None:
+        """Send; if the peer is gone, raise the error it left behind instead of EPIPE."""
+        try:
+            self.send(name, **fields)
+        except (BrokenPipeError, ConnectionResetError):
+            got, reply, _ = self.recv()
+            if got == ERROR:
+                raise ChildError(reply.get("msg", "unknown error"), reply.get("errno", 0),
+                                 reply.get("kind", "")) from None
+            raise ChildError("container init exited during setup") from None
 
     def send_error(self, msg: str, errno: int = 0, kind: str = "") -> None:
         try:

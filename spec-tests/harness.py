@@ -218,11 +218,42 @@ def reap_orphans() -> None:
             return
 
 
+def _reap_container_zombies(stop) -> None:
+    """Reap, as engines' shims do, the exited container processes re-parented to us.
+
+    Only zombies in a container cgroup (``/pyrunc/``): our own subprocesses are waited for by
+    subprocess, and stealing their exit status would break it.  Until reaped, an exited process
+    keeps its cgroup busy, and ``delete`` would wait for it.
+    """
+    me = os.getpid()
+    while not stop.wait(0.05):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[0] != "Z" or int(fields[1]) != me:
+                    continue
+                with open(f"/proc/{name}/cgroup") as f:
+                    if "/pyrunc/" not in f.read():
+                        continue
+                os.waitpid(int(name), os.WNOHANG)
+            except (OSError, ChildProcessError):
+                pass
+
+
 @pytest.fixture(scope="session", autouse=True)
 def subreaper():
+    import threading
     import prctl
     prctl.set_child_subreaper(True)
+    stop = threading.Event()
+    thread = threading.Thread(target=_reap_container_zombies, args=(stop,), daemon=True)
+    thread.start()
     yield
+    stop.set()
+    thread.join()
     reap_orphans()
 
 

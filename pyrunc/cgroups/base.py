@@ -1,0 +1,187 @@
+"""What the v1 and v2 managers share: the interface, directory creation and removal, waiting.
+
+A manager owns a set of cgroup directories (one on v2; one per mounted hierarchy on v1, plus
+one in the unified hierarchy on hybrid hosts).  ``create`` records every directory it makes,
+including parents, so that both a failed ``create`` and ``destroy`` remove exactly what this
+container added: parents it made are removed when they are empty, directories that existed
+before are never touched.
+"""
+
+import errno
+import os
+from _signal import SIGKILL
+import time
+
+from ..errors import CgroupError
+from . import files
+
+# How long to wait for the kernel: tasks to die after SIGKILL, a freeze to complete.
+SETTLE_TIMEOUT = 10.0
+
+
+class Manager:
+    """The cgroup(s) of one container; :mod:`.v2` and :mod:`.v1` implement it."""
+
+    driver = ""
+
+    def to_state(self) -> dict:
+        """A JSON-able description for state.json; :func:`pyrunc.cgroups.load_manager` takes it."""
+        raise NotImplementedError
+
+    def create(self, resources: dict | None, devices: list | None = None) -> None:
+        """Make the cgroup(s) and apply ``linux.resources`` (raw dict) and the device rules
+        (default deny, the config's rules, ``devices`` = the raw ``linux.devices`` nodes, the
+        standard devices).  On failure nothing is left and a CgroupError names the field."""
+        raise NotImplementedError
+
+    def apply(self, pid: int) -> None:
+        """Move process ``pid`` (its whole thread group) into the cgroup(s)."""
+        raise NotImplementedError
+
+    def update(self, resources: dict) -> None:
+        """Change limits of a live container; absent fields keep their values."""
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        """Freeze every task and wait until they are frozen (thaw again and fail if not)."""
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        raise NotImplementedError
+
+    def kill_all(self, sig: int) -> None:
+        """Send ``sig`` to every process in the cgroup and its sub-cgroups."""
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and its sub-cgroups, sorted."""
+        raise NotImplementedError
+
+    def stats(self) -> dict:
+        """The ``data`` object of runc's ``events --stats``."""
+        raise NotImplementedError
+
+    def oom_kill_count(self) -> int:
+        """How many processes the OOM killer has killed in this cgroup."""
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        """SIGKILL whatever is left, remove the cgroup(s) everywhere and the parents ``create``
+        made if now empty.  Idempotent; fine if ``create`` never ran."""
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        """Is the container's cgroup there (in its main hierarchy)?"""
+        raise NotImplementedError
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def make_dirs(path: str, created: list[str]) -> None:
+    """``mkdir -p path``, appending each directory it made (top first) to ``created``.
+
+    A parent another container is removing at the same moment can vanish between our mkdirs:
+    ENOENT is retried a few times."""
+    for _ in range(5):
+        missing = []
+        p = path
+        while not os.path.isdir(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        try:
+            for d in reversed(missing):
+                try:
+                    os.mkdir(d, 0o755)
+                    created.append(d)
+                except FileExistsError:
+                    pass
+            return
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise CgroupError(f"cgroup: mkdir {err.filename or path}: {err.strerror}") from None
+    raise CgroupError(f"cgroup: mkdir {path}: parent keeps disappearing")
+
+
+def all_pids(directory: str) -> list[int]:
+    """Processes in ``directory`` and every cgroup below it."""
+    if not os.path.isdir(directory):
+        return []
+    out = files.procs(directory)
+    for sub in files.subdirs(directory):
+        out.extend(files.procs(sub))
+    return sorted(set(out))
+
+
+def signal_all(directory: str, sig: int) -> None:
+    for pid in all_pids(directory):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as err:
+            raise CgroupError(f"cgroup: kill {pid}: {err.strerror}") from None
+
+
+def wait_empty(directory: str, timeout: float = SETTLE_TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while all_pids(directory):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def remove_tree(directory: str, timeout: float = SETTLE_TIMEOUT) -> None:
+    """rmdir ``directory`` and the cgroups below it, deepest first.
+
+    rmdir fails with EBUSY while a dying task is still being torn down: retry until
+    ``timeout``.  A directory that is already gone is fine."""
+    if not os.path.isdir(directory):
+        return
+    deadline = time.monotonic() + timeout
+    for d in [*files.subdirs(directory), directory]:
+        delay = 0.001
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as err:
+                if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise CgroupError(f"cgroup: rmdir {d}: {err.strerror}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+
+def remove_created_parents(created: list[str], keep: set[str]) -> None:
+    """Remove the parent directories ``create`` made, deepest first, if nothing else uses them
+    (another container's cgroup under the same parent keeps it: EBUSY/ENOTEMPTY)."""
+    for d in reversed(created):
+        if d in keep:
+            continue
+        try:
+            os.rmdir(d)
+        except OSError as err:
+            if err.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+                raise CgroupError(f"cgroup: rmdir {d}: {err.strerror}") from None
+
+
+def kill_and_remove(mgr: Manager, dirs: list[str], main: str) -> None:
+    """The body of ``destroy``: nothing may survive in the cgroup, then remove it everywhere."""
+    if any(os.path.isdir(d) for d in dirs):
+        if os.path.isdir(main) and all_pids(main):
+            if mgr.frozen():
+                mgr.thaw()     # v1 frozen tasks do not die until thawed
+            mgr.kill_all(SIGKILL)
+            if not wait_empty(main):
+                raise CgroupError(f"cgroup: {main}: processes survive SIGKILL: "
+                                  f"{all_pids(main)}")
+        for d in dirs:
+            remove_tree(d)

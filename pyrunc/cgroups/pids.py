@@ -1,0 +1,25 @@
+"""pids controller: ``linux.resources.pids.limit`` → pids.max (``max`` for -1; 0 is a real
+limit: no new tasks).  Same file on v1 and v2."""
+
+from __future__ import annotations
+
+
+from . import files
+
+
+F = "linux.resources.pids.limit"
+
+
+def set_pids(d: str, p: Pids, update: bool = False) -> None:
+    files.write(d, "pids.max", "max" if p.limit == -1 else p.limit, F)
+
+
+def stats(d: str) -> dict:
+    out = {}
+    current = files.read_int(d, "pids.current")
+    limit = files.read_int(d, "pids.max")      # "max" reads as 0: omitted, like runc
+    if current:
+        out["current"] = current
+    if limit:
+        out["limit"] = limit
+    return out
