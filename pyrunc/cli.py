@@ -189,6 +189,48 @@ def cmd_exec(g, flags, args):
     return execute.run(g["root"], args[0], opts)
 
 
+def cmd_pause(g, flags, args):
+    _need("pause", args, exactly=1)
+    from pyrunc import control
+    control.pause(g["root"], args[0])
+    return 0
+
+
+def cmd_resume(g, flags, args):
+    _need("resume", args, exactly=1)
+    from pyrunc import control
+    control.resume(g["root"], args[0])
+    return 0
+
+
+def cmd_ps(g, flags, args):
+    _need("ps", args, at_least=1)
+    from pyrunc import control
+    sys.stdout.write(control.ps(g["root"], args[0], flags["format"], args[1:]) + "\n")
+    return 0
+
+
+def cmd_events(g, flags, args):
+    _need("events", args, exactly=1)
+    from pyrunc import control
+    control.events(g["root"], args[0], flags["stats"], control.parse_duration(flags["interval"]))
+    return 0
+
+
+def cmd_update(g, flags, args):
+    _need("update", args, exactly=1)
+    from pyrunc import control
+    control.update(g["root"], args[0], control.resources_from_flags(flags, flags["resources"]))
+    return 0
+
+
+_UPDATE_FLAGS = {"resources": ("str", ""), "r": "resources",
+                 **{name: ("str", "") for name in (
+                     "memory", "memory-reservation", "memory-swap", "kernel-memory",
+                     "kernel-memory-tcp", "cpu-shares", "cpu-share", "cpu-quota", "cpu-period",
+                     "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems",
+                     "pids-limit", "blkio-weight", "l3-cache-schema", "mem-bw-schema")}}
+
 COMMANDS = {
     "create": (cmd_create, _CREATE_FLAGS, "create a container"),
     "run": (cmd_run, dict(_CREATE_FLAGS, detach=("bool", False), d="detach",
@@ -212,6 +254,13 @@ COMMANDS = {
                "delete resources held by the container"),
     "list": (cmd_list, {"format": ("str", "table"), "f": "format", "quiet": ("bool", False),
                         "q": "quiet"}, "list containers started with the given root"),
+    "pause": (cmd_pause, {}, "suspend all processes of the container (cgroup freezer)"),
+    "resume": (cmd_resume, {}, "resume a paused container"),
+    "ps": (cmd_ps, {"format": ("str", "table"), "f": "format"},
+           "list the container's processes (ps options may follow the id)"),
+    "events": (cmd_events, {"stats": ("bool", False), "interval": ("str", "5s")},
+               "print stats and OOM events as JSON lines"),
+    "update": (cmd_update, _UPDATE_FLAGS, "change the container's resource limits"),
     "spec": (cmd_spec, {"bundle": ("str", "."), "b": "bundle", "rootless": ("bool", False)},
              "create a new specification file"),
     "features": (cmd_features, {}, "show the enabled features"),

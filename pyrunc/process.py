@@ -176,7 +176,7 @@ def reset_signals() -> None:
         try:
             _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
-            pass    # signals the C library reserves (32, 33)
+            k.signal_default(sig)   # the ones the C library reserves (32, 33)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 

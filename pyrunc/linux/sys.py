@@ -335,3 +335,19 @@ def set_mempolicy(mode: int, nodes: list[int]) -> None:
 
 def personality(persona: int) -> None:
     _check(libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
+_SYS_rt_sigaction = 13
+
+
+class _KernelSigaction(ctypes.Structure):
+    _fields_ = [("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong),
+                ("restorer", ctypes.c_void_p), ("mask", ctypes.c_ulong)]
+
+
+def signal_default(sig: int) -> None:
+    """rt_sigaction(sig, SIG_DFL) straight to the kernel: glibc refuses the signals it reserves
+    (32, 33), which a caller may nevertheless have left ignored."""
+    act = _KernelSigaction(None, 0, None, 0)
+    _check(_syscall(_SYS_rt_sigaction, ctypes.c_int(sig), ctypes.byref(act), None,
+                    ctypes.c_size_t(8)), "rt_sigaction")
