@@ -318,10 +318,8 @@ def _join(c, proc, pidfd: int, ch, extra_fds: int) -> None:
             raise SetupError(f"join the container's namespaces: {err.strerror} "
                              "(has it just exited?)") from None
         os.close(pidfd)
-        pid = os.fork()
-        if pid == 0:
+        if sync.fork_reporting_pid(ch) == 0:
             _process(proc, ch, affinity)
-        ch.send(sync.PID, pid=pid)
         os._exit(0)
     except BaseException as err:    # noqa: BLE001
         ch.send_error(*describe(err))

@@ -64,10 +64,8 @@ def stage1(ctx: Context) -> None:
         namespaces.unshare_rest(flags & ~k.CLONE_NEWCGROUP)
         if flags & k.CLONE_NEWTIME and linux.time_offsets:
             namespaces.write_time_offsets(linux.time_offsets)
-        pid = os.fork()
-        if pid == 0:
+        if sync.fork_reporting_pid(ch) == 0:
             container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
-        ch.send(sync.PID, pid=pid)
         os._exit(0)
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
         ch.send_error(*describe(err))

@@ -47,6 +47,27 @@ ERROR = "error"
 _MAX = 65536
 
 
+def fork_reporting_pid(ch: "Channel") -> int:
+    """fork(); the parent sends PID {"pid": child} and only then may the child go on.
+
+    Parent and child share the channel: without this, the child's first message could arrive
+    before the parent's PID and break the protocol's order.  Returns 0 in the child.
+    """
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)       # end of file: the parent has sent PID (or died)
+        os.close(r)
+        return 0
+    os.close(r)
+    try:
+        ch.send(PID, pid=pid)
+    finally:
+        os.close(w)
+    return pid
+
+
 class ChildError(SetupError):
     """An error carried back from the other side of the channel."""
 
