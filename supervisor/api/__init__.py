@@ -1,0 +1,7 @@
+"""The gRPC services, one module per containerd service; ``register`` adds them all to a server."""
+
+
+def register(server, daemon) -> None:
+    from supervisor.api import containers, events, leases, meta, namespaces, tasks
+    for mod in (meta, namespaces, containers, tasks, events, leases):
+        mod.register(server, daemon)

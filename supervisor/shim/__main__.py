@@ -1,0 +1,5 @@
+import sys
+
+from supervisor.shim import main
+
+sys.exit(main())
