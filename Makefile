@@ -28,11 +28,16 @@ $(STAMP)/apt:
 	fi
 	@touch $@
 
+# The venv holds its own copies of the interpreter (--copies), made immutable: every pyrunc
+# process runs from them, so a container reaching /proc/<pid>/exe of a runtime process finds a
+# file no one can open for writing (see pyrunc/sealed.py).
 $(STAMP)/venv: pyproject.toml $(STAMP)/apt
 	@mkdir -p $(STAMP)
-	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	test -x $(PY) || /usr/bin/python3 -m venv --copies $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@for f in $(VENV)/bin/python $(VENV)/bin/python3 $(VENV)/bin/python3.*; do \
+	  [ -f "$$f" ] && [ ! -L "$$f" ] && chattr +i "$$f" 2>/dev/null || true; done
 	@touch $@
 
 # gRPC stubs generated from proto/ (the supervisor's API).
@@ -75,4 +80,5 @@ conformance: setup
 	$(PY) conformance/run.py --runtime $(VENV)/bin/pyrunc --runtime /usr/sbin/runc $(CONFORMANCE_ARGS)
 
 clean:
+	-chattr -i $(VENV)/bin/python* 2>/dev/null
 	rm -rf $(STAMP) $(VENV) supervisor/gen build *.egg-info

@@ -326,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         if entry is None:
             raise UsageError(f"no such command: {name}")
         handler, table, _ = entry
+        if name in ("create", "run", "exec"):
+            from pyrunc import sealed    # these enter containers: run from a read-only exe
+            sealed.ensure_sealed()
         if "--help" in args[:1] or "-h" in args[:1]:
             sys.stdout.write(f"pyrunc {name}: {entry[2]}\n")
             return 0

@@ -15,7 +15,6 @@ directory, so the failed create leaves no process, mount, namespace, cgroup or s
 
 import os
 
-from pyrunc import hooks as hooklib
 from pyrunc import jsonio, log, state, sync
 from pyrunc.errors import PyruncError, SetupError, StateError
 from pyrunc.linux import proc
@@ -99,12 +98,14 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
 
 
 def _is_hook_failure(err: BaseException) -> bool:
+    from pyrunc import hooks as hooklib
     return isinstance(err, hooklib.HookError) or getattr(err, "kind", "") == "HookError"
 
 
 def _poststop_after_failure(spec, c) -> None:
     """runtime.md: a failing create hook stops the container and the lifecycle goes on at step
     12 — the container is destroyed (done) and the poststop hooks run (failures warn)."""
+    from pyrunc import hooks as hooklib
     state_json = jsonio.dumps(c.oci_state("stopped"))
     for i, hook in enumerate(spec.hooks.poststop):
         try:
@@ -206,6 +207,7 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
         from pyrunc import netdev
         netdev.move(spec.linux.net_devices, c.pid)
     if spec.hooks.prestart or spec.hooks.create_runtime:
+        from pyrunc import hooks as hooklib
         ch.expect(sync.HOOKS)
         state_json = jsonio.dumps(c.oci_state("creating"))
         hooklib.run_all(spec.hooks, "prestart", state_json)
@@ -327,6 +329,7 @@ def _poststart(c) -> None:
     hooks = _stored_hooks(c)
     if not hooks.poststart:
         return
+    from pyrunc import hooks as hooklib
     try:
         hooklib.run_all(hooks, "poststart", jsonio.dumps(c.oci_state("running")))
     except hooklib.HookError as err:
@@ -509,6 +512,8 @@ def delete(root: str, container_id: str, force: bool) -> None:
         state.remove(c)
     finally:
         c.close()
+    if hooks.poststop:
+        from pyrunc import hooks as hooklib
     for i, hook in enumerate(hooks.poststop):
         try:
             hooklib.run(hook, final_state, f"hooks.poststop[{i}]")

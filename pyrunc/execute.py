@@ -307,9 +307,11 @@ def _join(c, proc, pidfd: int, ch, extra_fds: int) -> None:
         if affinity.get("initial"):
             from pyrunc.process import parse_cpu_list
             os.sched_setaffinity(0, parse_cpu_list(affinity["initial"]))
+        # every module the process needs, loaded now: inside the container the host's files
+        # are out of reach
+        from pyrunc import process  # noqa: F401
         if proc.terminal:
-            from pyrunc import terminal  # noqa: F401 - not loadable once inside the container
-        import resource  # noqa: F401 - likewise (process.apply_rlimits)
+            from pyrunc import terminal  # noqa: F401
         ch.expect(sync.PROCEED)
         flags = _namespace_flags(c.config)
         try:

@@ -25,7 +25,7 @@ The init's sequence, and why in this order:
 
 import os
 
-from pyrunc import hooks, jsonio, namespaces, process, rootfs, sync
+from pyrunc import jsonio, namespaces, sync
 from pyrunc.errors import describe
 from pyrunc.linux import sys as k
 from pyrunc.record import record
@@ -95,6 +95,9 @@ def _has_cgroup_mount(spec) -> bool:
 
 def container_init(ctx: Context, new_cgroupns: bool) -> None:
     """Set up the container and wait for start.  Never returns."""
+    # The init's own modules load here, after the fork: meanwhile the parent moves us into the
+    # cgroup.  (All of them must be loaded before pivot_root hides the host's files.)
+    from pyrunc import hooks, process, rootfs
     ch = ctx.channel
     spec = ctx.spec
     cgroup = {}
@@ -159,6 +162,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
 
 
 def _identity(spec, ctx: Context) -> None:
+    from pyrunc import process
     if spec.hostname is not None and spec.linux.namespace("uts"):
         k.sethostname(spec.hostname)
     if spec.domainname is not None and spec.linux.namespace("uts"):
@@ -242,6 +246,7 @@ def _state(ctx: Context, status: str) -> str:
 
 def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int | None) -> None:
     """Run the startContainer hooks, become the configured process, report, execve.  No return."""
+    from pyrunc import hooks, process     # loaded before pivot_root (container_init)
     spec = ctx.spec
     try:
         if spec.process is None:
