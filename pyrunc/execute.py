@@ -6,8 +6,8 @@ command line's overrides, or read whole from ``--process`` (config.md's process 
 Three processes again (compare :mod:`pyrunc.init`):
 
 * the **parent** (``pyrunc exec``) opens a pidfd of the container's init — checked against its
-  start time, so a recycled pid is never joined — places the joining child in the container's
-  cgroup, and waits;
+  start time, so a recycled pid is never joined — and moves the process into the container's
+  cgroup while the process gets ready (it waits for that before it execs);
 * the **joining child** becomes non-dumpable, closes everything it inherited, and enters all the
   container's namespaces at once with setns(pidfd) — which fails cleanly if the init has just
   exited, so an exec racing the container's end errors out instead of hanging; it forks, since
@@ -225,11 +225,11 @@ def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
     child_end.close()
     pid = None
     try:
-        if c.cgroup:
-            c.cgroup_manager().apply(child)
-        ch.send(sync.PROCEED)
         pid = ch.expect(sync.PID)["pid"]
         _reap(child)
+        if c.cgroup:        # while the process gets ready (see _process)
+            c.cgroup_manager().apply(pid)
+        ch.send_or_explain(sync.CGROUP)
         master = None
         if proc.terminal:
             _fields, fds = ch.expect(sync.CONSOLE, with_fds=True)
@@ -312,7 +312,6 @@ def _join(c, proc, pidfd: int, ch, extra_fds: int) -> None:
         from pyrunc import process  # noqa: F401
         if proc.terminal:
             from pyrunc import terminal  # noqa: F401
-        ch.expect(sync.PROCEED)
         flags = _namespace_flags(c.config)
         try:
             k.setns(pidfd, flags)
@@ -348,6 +347,7 @@ def _process(proc, ch, affinity: dict) -> None:
             ch.send(sync.CONSOLE, fds=[master])
             os.close(master)
         exe = process.lookup(proc.args[0], proc.env)
+        ch.expect(sync.CGROUP)      # in the container's cgroup before anything runs
         process.become(proc, exe, proc.env, slave, lambda: ch.send(EXEC))
     except BaseException as err:    # noqa: BLE001
         ch.send_error(*describe(err))
