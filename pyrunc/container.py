@@ -52,19 +52,22 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
         if opts.console_socket:
             from pyrunc import terminal
             console = terminal.connect_console_socket(opts.console_socket)
+        idmapped = _idmapped_trees(spec)
         ch, child_end = sync.Channel.pair()
         state_fd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         from pyrunc import init
         ctx = init.Context(spec=spec, channel=child_end, container_id=container_id,
                            bundle=bundle, state_dir=state_fd, no_pivot=opts.no_pivot,
                            no_new_keyring=opts.no_new_keyring, extra_fds=extra_fds,
-                           listen_fds=listen_fds)
+                           listen_fds=listen_fds, idmapped=idmapped)
         child = os.fork()
         if child == 0:
             ch.close()
             init.stage1(ctx)        # never returns
         child_end.close()
         os.close(state_fd)
+        for fd in idmapped.values():
+            os.close(fd)
         mgr = _create_cgroup(c, spec)
         master = _drive_setup(c, spec, ch, child, mgr)
         if master is not None:
@@ -95,6 +98,13 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             ch.close()
         if console is not None:
             console.close()
+
+
+def _idmapped_trees(spec) -> dict[int, int]:
+    if not any("idmap" in m.options or "ridmap" in m.options for m in spec.mounts):
+        return {}
+    from pyrunc import rootfs
+    return rootfs.idmapped_trees(spec)
 
 
 def _is_hook_failure(err: BaseException) -> bool:

@@ -22,7 +22,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": True},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.implementation": "pyrunc"},

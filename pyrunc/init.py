@@ -28,7 +28,7 @@ import os
 from pyrunc import jsonio, namespaces, sync
 from pyrunc.errors import describe
 from pyrunc.linux import sys as k
-from pyrunc.record import record
+from pyrunc.record import field, record
 
 
 @record
@@ -44,6 +44,7 @@ class Context:
     no_new_keyring: bool = False
     extra_fds: int = 0              # preserved fds after stdio: $LISTEN_FDS + --preserve-fds
     listen_fds: int = 0
+    idmapped: dict = field(dict)    # mount index -> fd of its detached id-mapped tree
 
 
 # --- stage 1 ----------------------------------------------------------------------------------
@@ -52,7 +53,8 @@ def stage1(ctx: Context) -> None:
     """Enter/create the namespaces and fork the init.  Never returns."""
     ch = ctx.channel
     try:
-        close_inherited(3 + ctx.extra_fds, keep=(ch.fileno(), ctx.state_dir))
+        close_inherited(3 + ctx.extra_fds,
+                        keep=(ch.fileno(), ctx.state_dir, *ctx.idmapped.values()))
         linux = ctx.spec.linux
         namespaces.join(linux.namespaces)
         flags = namespaces.new_flags(linux.namespaces)
@@ -122,7 +124,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         if spec.process is not None and spec.process.terminal:
             from pyrunc import terminal  # noqa: F401 - no module can be loaded after pivot_root
         rootfd = rootfs.bind_rootfs(spec)
-        sources = rootfs.open_sources(spec)
+        sources = rootfs.open_sources(spec, ctx.idmapped)
         if in_userns:
             _become_root()
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)

@@ -126,3 +126,34 @@ def loopback_up() -> None:
         raise SetupError(f"bring up loopback: {err.strerror}") from None
     finally:
         sock.close()
+
+
+def userns_fd(uid_maps, gid_maps) -> int:
+    """An fd of a new user namespace with these id maps (for id-mapped mounts).
+
+    A short-lived child unshares the namespace; we map it, keep a handle on it, and let the
+    child go: the namespace lives on as long as the fd.
+    """
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(done_w)
+        try:
+            k.unshare(k.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise SetupError("id-mapped mount: cannot create a user namespace")
+        write_id_maps(pid, uid_maps, gid_maps)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)

@@ -62,13 +62,60 @@ def bind_rootfs(spec) -> int:
     return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def open_sources(spec) -> dict[int, int]:
-    """O_PATH fds of the bind mounts' sources (mount index -> fd), opened up front like the
-    rootfs and for the same reason."""
-    fds = {}
+def idmapped_trees(spec) -> dict[int, int]:
+    """Detached, id-mapped copies of the sources of ``idmap``/``ridmap`` mounts (index -> fd).
+
+    Made by the runtime itself (an id-mapped mount needs privilege over the source's filesystem,
+    which the init gives up inside a user namespace): open_tree(OPEN_TREE_CLONE) of the source,
+    then mount_setattr(MOUNT_ATTR_IDMAP) with a user namespace holding the mount's mappings —
+    or the container's own, when the mount has none.  The init attaches them (:func:`_bind`).
+    """
+    from pyrunc import namespaces
+    trees = {}
+    userns_cache = {}
     try:
         for i, mount in enumerate(spec.mounts):
-            if mounts.parse_options(mount.options).is_bind:
+            opts = mounts.parse_options(mount.options)
+            if not opts.idmap:
+                continue
+            uid_maps, gid_maps = mount.uid_mappings, mount.gid_mappings
+            if not uid_maps:
+                if not spec.linux.namespace("user"):
+                    raise MountError(f"mounts[{i}]: {opts.idmap} needs uidMappings and "
+                                     "gidMappings, or a user namespace to take them from")
+                uid_maps, gid_maps = spec.linux.uid_mappings, spec.linux.gid_mappings
+            key = (tuple((m.container_id, m.host_id, m.size) for m in uid_maps),
+                   tuple((m.container_id, m.host_id, m.size) for m in gid_maps))
+            if key not in userns_cache:
+                userns_cache[key] = namespaces.userns_fd(uid_maps, gid_maps)
+            recursive = opts.idmap == "ridmap" or bool(opts.flags & k.MS_REC)
+            try:
+                tree = k.open_tree(k.AT_FDCWD, mount.source, k.OPEN_TREE_CLONE |
+                                   k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if recursive else 0))
+                trees[i] = tree
+                k.mount_setattr(tree, "", k.AT_EMPTY_PATH |
+                                (k.AT_RECURSIVE if opts.idmap == "ridmap" else 0),
+                                attr_set=k.MOUNT_ATTR_IDMAP, userns_fd=userns_cache[key])
+            except OSError as err:
+                raise MountError(f"mounts[{i}]: id-mapped mount of {mount.source}: "
+                                 f"{err.strerror}") from None
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
+    finally:
+        for fd in userns_cache.values():
+            os.close(fd)
+    return trees
+
+
+def open_sources(spec, trees: dict[int, int]) -> dict[int, int]:
+    """O_PATH fds of the bind mounts' sources (mount index -> fd), opened up front like the
+    rootfs and for the same reason; an id-mapped mount's source is its detached tree."""
+    fds = dict(trees)
+    try:
+        for i, mount in enumerate(spec.mounts):
+            if i not in fds and mounts.parse_options(mount.options).is_bind:
                 try:
                     fds[i] = os.open(mount.source, os.O_PATH | os.O_CLOEXEC)
                 except OSError as err:
@@ -151,10 +198,10 @@ def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_dirs,
     if dest == "/proc" and (opts.is_bind or mount.type != "proc"):
         raise MountError(f"mount on /proc: only procfs may be mounted there (got "
                          f"{mount.type or 'bind'})")
-    if opts.idmap or mount.uid_mappings:
-        raise MountError(f"mount on {dest}: id-mapped mounts are not supported yet")
+    if opts.idmap and not opts.is_bind:
+        raise MountError(f"mount on {dest}: {opts.idmap} needs a bind mount")
     if opts.is_bind:
-        _bind(rootfd, mount, dest, opts, source_fd)
+        _bind(rootfd, mount, dest, opts, source_fd, detached=bool(opts.idmap))
     else:
         _fs_mount(rootfd, mount, dest, opts, in_userns)
     _after_mount(rootfd, dest, opts)
@@ -166,12 +213,17 @@ def _target(rootfd: int, dest: str, want_dir: bool) -> int:
     return inroot.create_file(rootfd, dest)
 
 
-def _bind(rootfd: int, mount, dest: str, opts, src: int) -> None:
-    """Bind the source (opened up front, see :func:`open_sources`) onto ``dest``."""
+def _bind(rootfd: int, mount, dest: str, opts, src: int, detached: bool = False) -> None:
+    """Bind the source (opened up front, see :func:`open_sources`) onto ``dest``; a detached
+    tree (an id-mapped mount) is attached with move_mount instead."""
     target = _target(rootfd, dest, inroot.is_dir(src))
     try:
-        k.mount(inroot.fd_path(src), inroot.fd_path(target), None,
-                k.MS_BIND | (opts.flags & k.MS_REC))
+        if detached:
+            k.move_mount(src, "", target, "",
+                         k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+        else:
+            k.mount(inroot.fd_path(src), inroot.fd_path(target), None,
+                    k.MS_BIND | (opts.flags & k.MS_REC))
     finally:
         os.close(target)
     attr_set, attr_clr = mounts.bind_attrs(opts)

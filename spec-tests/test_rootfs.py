@@ -329,3 +329,51 @@ def test_sysctl_not_namespaced_refused(runtime):
     cfg["linux"]["sysctl"] = {"vm.swappiness": "10"}
     res = runtime.run(cfg)
     assert res.rc == 1 and "vm.swappiness" in res.err
+
+
+def _owned_dir(tmp_path, uid):
+    path = tmp_path / f"owned{uid}"
+    path.mkdir()
+    (path / "f").write_text("x")
+    for p in (path, path / "f"):
+        os.chown(p, uid, uid)
+    return path
+
+
+def test_idmap_mount_with_its_own_mappings(runtime, tmp_path):
+    """On-disk 1000 seen as 0 inside (mapping 1000 -> 0), and what root writes lands as 1000."""
+    src = _owned_dir(tmp_path, 1000)
+    cfg = base_config(["sh", "-c", "stat -c '%u %g' /data/f; echo y > /data/new && echo wrote"])
+    cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(src),
+                          "options": ["bind", "idmap"],
+                          "uidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}],
+                          "gidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}]})
+    res = runtime.run(cfg)
+    assert res.out.split() == ["0", "0", "wrote"], res
+    st = os.stat(src / "new")
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+
+
+def test_idmap_mount_takes_the_user_namespace_mappings(runtime, tmp_path):
+    """Without mappings of its own, the mount uses the container's: host root's files appear
+    owned by the container's root."""
+    src = _owned_dir(tmp_path, 0)
+    cfg = base_config(["sh", "-c", "stat -c '%u' /data/f; touch /data/mine && echo ok"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["mounts"].append({"destination": "/data", "source": str(src),
+                          "options": ["rbind", "ridmap"]})
+    bundle = runtime.bundle(cfg)
+    os.mkdir(os.path.join(bundle, "rootfs/data"))
+    res = runtime("run", "--bundle", bundle, runtime.new_id(), stdin=subprocess.DEVNULL)
+    assert res.out.split() == ["0", "ok"], res
+    assert os.stat(src / "mine").st_uid == 0
+
+
+def test_idmap_without_any_mapping_is_an_error(runtime, tmp_path):
+    cfg = base_config()
+    cfg["mounts"].append({"destination": "/data", "source": str(tmp_path),
+                          "options": ["bind", "idmap"]})
+    res = runtime.run(cfg)
+    assert res.rc == 1 and "idmap" in res.err
