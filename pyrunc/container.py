@@ -15,7 +15,7 @@ directory, so the failed create leaves no process, mount, namespace, cgroup or s
 
 import os
 
-from pyrunc import jsonio, log, state, sync
+from pyrunc import jsonio, log, state
 from pyrunc.errors import PyruncError, SetupError, StateError
 from pyrunc.linux import proc
 from pyrunc.record import record
@@ -36,9 +36,12 @@ class CreateOptions:
 def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool = False):
     """Create the container; returns (record, pty master or None when kept for ``run``)."""
     from pyrunc import spec as speclib
+    from pyrunc import sync
     state.check_id(container_id)
     bundle = os.path.abspath(opts.bundle)
+    log.debug("create: start")
     spec = speclib.load_bundle(bundle)
+    log.debug("create: config loaded")
     extra_fds, listen_fds = _check_create(spec, opts)
     c = state.create(root, container_id)
     ch = child = mgr = console = None
@@ -60,6 +63,7 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
                            bundle=bundle, state_dir=state_fd, no_pivot=opts.no_pivot,
                            no_new_keyring=opts.no_new_keyring, extra_fds=extra_fds,
                            listen_fds=listen_fds, idmapped=idmapped)
+        log.debug("create: forking")
         child = os.fork()
         if child == 0:
             ch.close()
@@ -201,7 +205,7 @@ def _create_cgroup(c, spec):
 
 
 def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
-    from pyrunc import namespaces
+    from pyrunc import namespaces, sync
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
         ch.expect(sync.USERNS)
@@ -211,7 +215,9 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     _reap(child)
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
+    log.debug("create: init forked")
     mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
+    log.debug("create: init in its cgroup")
     ch.send_or_explain(sync.CGROUP)
     if spec.linux.net_devices:
         from pyrunc import netdev
@@ -230,6 +236,7 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
             raise SetupError("console: the init sent no pty")
         master = fds[0]
     ch.expect(sync.READY)
+    log.debug("create: init ready")
     return master
 
 

@@ -25,7 +25,7 @@ The init's sequence, and why in this order:
 
 import os
 
-from pyrunc import jsonio, namespaces, sync
+from pyrunc import jsonio, log, namespaces, sync
 from pyrunc.errors import describe
 from pyrunc.linux import sys as k
 from pyrunc.record import field, record
@@ -127,8 +127,11 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         sources = rootfs.open_sources(spec, ctx.idmapped)
         if in_userns:
             _become_root()
+        log.debug("init: mounting")
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)
+        log.debug("init: mounted")
         join_cgroup()
+        log.debug("init: in its cgroup")
         for fd in sources.values():
             os.close(fd)
         _ensure_cwd(rootfd, spec)
@@ -137,6 +140,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
             ch.expect(sync.HOOKS_DONE)
         hooks.run_all(spec.hooks, "create_container", _state(ctx, "creating"))
         rootfs.enter(rootfd, ctx.no_pivot)
+        log.debug("init: pivoted")
         os.close(rootfd)
         rootfs.finish(spec)
         slave = env = exe = None

@@ -57,9 +57,12 @@ def _emit(level: str, msg: str) -> None:
         _write_file(line)
 
 
+_t0 = time.monotonic()
+
+
 def debug(msg: str) -> None:
     if _debug:
-        _emit("debug", msg)
+        _emit("debug", f"[{os.getpid()} +{(time.monotonic() - _t0) * 1000:.1f}ms] {msg}")
 
 
 def info(msg: str) -> None:

@@ -19,9 +19,11 @@ def main() -> None:
     purelib = sysconfig.get_paths(vars={"base": venv, "platbase": venv})["purelib"]
     platlib = sysconfig.get_paths(vars={"base": venv, "platbase": venv})["platlib"]
     paths = [project, purelib] + ([platlib] if platlib != purelib else [])
+    # appended, not prepended: the standard library is found first (fewer lookups on every
+    # import, and nothing in the project or site-packages can shadow a stdlib module)
     script = (f"#!{venv}/bin/python3 -IS\n"
               "import sys\n"
-              f"sys.path[0:0] = {paths!r}\n"
+              f"sys.path += {paths!r}\n"
               "from pyrunc.cli import main\n"
               "sys.exit(main())\n")
     target = os.path.join(venv, "bin", "pyrunc")

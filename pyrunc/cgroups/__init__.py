@@ -76,6 +76,26 @@ def new_manager(cgroups_path: str | None, container_id: str) -> Manager:
     return V1Manager(dirs, unified_dir, unified_point, mounts=mounts)
 
 
+def frozen(saved: dict) -> bool:
+    """Is the container's cgroup frozen?  Read straight from the saved state's paths, without
+    loading a driver: ``state`` and ``list`` ask this of every running container."""
+    driver = saved.get("driver") if isinstance(saved, dict) else None
+    try:
+        if driver == "v2":
+            with open(os.path.join(saved["path"], "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+        if driver == "v1":
+            if "freezer" in saved.get("dirs", {}):
+                with open(os.path.join(saved["dirs"]["freezer"], "freezer.state")) as f:
+                    return f.read().strip() != "THAWED"
+            if saved.get("unified_dir"):
+                with open(os.path.join(saved["unified_dir"], "cgroup.freeze")) as f:
+                    return f.read().strip() == "1"
+    except OSError:
+        pass
+    return False
+
+
 def load_manager(saved: dict) -> Manager:
     """Rebuild the manager ``to_state()`` described (from the container's state.json)."""
     if not isinstance(saved, dict):
