@@ -199,7 +199,9 @@ def _create_cgroup(c, spec):
     """The container's cgroup, with its resources set (the init joins it in _drive_setup)."""
     from pyrunc import cgroups
     mgr = cgroups.new_manager(spec.linux.cgroups_path, c.id)
-    mgr.create(spec.linux.resources, devices=(spec.raw.get("linux") or {}).get("devices"))
+    # linux.devices nodes are not allowed implicitly: resources.devices decides, in its order
+    # (engines list the nodes they add there; runc behaves the same)
+    mgr.create(spec.linux.resources)
     c.cgroup = mgr.to_state()
     return mgr
 
