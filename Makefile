@@ -61,6 +61,7 @@ VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/tes
 
 test: setup
 	$(PYTEST) -q spec-tests
+	RUNTIME=$(CURDIR)/$(VENV)/bin/pyrunc $(PYTEST) -q conformance --ignore=conformance/engines
 	$(PY) tools/vm/run.py --timeout 600 -- tools/vm/guest.sh $(VM_TESTS)
 
 test-vm: setup

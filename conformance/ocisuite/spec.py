@@ -29,11 +29,14 @@ def spec_dir() -> Path:
 class Spec:
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else spec_dir()
-        if not (self.path / "schema" / "state-schema.json").is_file():
-            raise FileNotFoundError(f"OCI runtime spec not found at {self.path} "
-                                    "(set OCI_SPEC_DIR)")
+        # Without the spec's schemas the checks that validate against them are skipped (named),
+        # the rest of the suite still runs.
+        self.available = (self.path / "schema" / "state-schema.json").is_file()
 
     def schema(self, name: str) -> dict:
+        if not self.available:
+            from .registry import Skipped
+            raise Skipped(f"the runtime spec's schemas are not at {self.path} (set OCI_SPEC_DIR)")
         return json.loads((self.path / "schema" / name).read_text())
 
     @cached_property
