@@ -77,6 +77,17 @@ class Manager:
         """Is the container's cgroup there (in its main hierarchy)?"""
         raise NotImplementedError
 
+    def signal_frozen(self, directory: str, sig: int) -> None:
+        """Signal every task, frozen meanwhile so that nothing forks between listing the tasks
+        and signalling them (for SIGKILL where there is no cgroup.kill)."""
+        was_frozen = self.frozen()
+        self.freeze()
+        try:
+            signal_all(directory, sig)
+        finally:
+            if not was_frozen:
+                self.thaw()
+
 
 # --- helpers ----------------------------------------------------------------------------------
 

@@ -225,14 +225,7 @@ class V1Manager(base.Manager):
             files.write(self.unified_dir, "cgroup.kill", "1", "kill")
             return
         if sig == SIGKILL and "freezer" in self.dirs:
-            # freeze so that nothing forks between listing the tasks and killing them
-            was_frozen = self.frozen()
-            self.freeze()
-            try:
-                base.signal_all(self.main, sig)
-            finally:
-                if not was_frozen:
-                    self.thaw()
+            self.signal_frozen(self.main, sig)
             return
         base.signal_all(self.main, sig)
 

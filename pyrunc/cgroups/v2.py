@@ -174,15 +174,8 @@ class V2Manager(base.Manager):
         if sig == SIGKILL and files.exists(self.path, "cgroup.kill"):
             files.write(self.path, "cgroup.kill", "1", "kill")
             return
-        if sig == SIGKILL:
-            # no cgroup.kill (kernel < 5.14): freeze so nothing forks between listing and killing
-            was_frozen = self.frozen()
-            self.freeze()
-            try:
-                base.signal_all(self.path, sig)
-            finally:
-                if not was_frozen:
-                    self.thaw()
+        if sig == SIGKILL:      # no cgroup.kill (kernel < 5.14)
+            self.signal_frozen(self.path, sig)
             return
         base.signal_all(self.path, sig)
 
