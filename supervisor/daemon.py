@@ -129,6 +129,10 @@ async def serve(config: Config, ready=None) -> None:
         ready()
     await stop.wait()
     await daemon.stop()
+    # Drop our signal handlers while the loop can still take them: asyncio closes its wakeup
+    # pipe before it removes them, and a late SIGCHLD (a spare shim exiting) would hit it.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        loop.remove_signal_handler(sig)
 
 
 def resolve_runtime(name: str) -> str:
