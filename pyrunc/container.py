@@ -455,10 +455,14 @@ def _delete_after_run(root: str, container_id: str) -> None:
 def kill(root: str, container_id: str, sig: int, all_processes: bool) -> None:
     c = state.load(root, container_id)
     try:
-        c.require("kill")
         if all_processes:
+            # Whatever is left in the container, its init gone or not: engines send this after
+            # the init has exited (containerd's shim does), and runc takes it without error.
+            if c.status(tell_paused=False) == "creating":
+                c.require("kill")
             _signal_all(c, sig)
             return
+        c.require("kill")
         fd = proc.open_pidfd(c.pid, c.start_time)
         if fd is None:
             raise StateError(f'cannot kill container "{container_id}": it is not running')

@@ -143,9 +143,9 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         log.debug("init: pivoted")
         os.close(rootfd)
         rootfs.finish(spec)
-        slave = env = exe = None
+        env = exe = None
         if spec.process is not None:   # optional until start, which refuses to go without it
-            slave = _terminal(spec, ch)
+            _terminal(spec, ch)
             env = _environment(spec.process, ctx)
             exe = process.lookup(spec.process.args[0], env)
         if in_userns:
@@ -164,7 +164,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
     except BaseException:           # noqa: BLE001 - killed or the state removed: nothing to say
         os._exit(1)
     os.close(ctx.state_dir)
-    exec_process(ctx, fifo, exe, env, slave)
+    exec_process(ctx, fifo, exe, env)
 
 
 def _identity(spec, ctx: Context) -> None:
@@ -211,9 +211,10 @@ def _ensure_cwd(rootfd: int, spec) -> None:
         pass        # a read-only rootfs: chdir will report a missing cwd clearly
 
 
-def _terminal(spec, ch) -> int | None:
+def _terminal(spec, ch) -> None:
+    """The container's pty: master to the parent, slave as our controlling terminal and stdio."""
     if not spec.process.terminal:
-        return None
+        return
     from pyrunc import terminal
     from pyrunc.linux import inroot
     master, slave = terminal.open_pty()
@@ -230,7 +231,10 @@ def _terminal(spec, ch) -> int | None:
         os.close(console)
     ch.send(sync.CONSOLE, fds=[master])
     os.close(master)
-    return slave
+    # stdio on the pty now, not when start comes: the caller's pipes must close when create
+    # returns (containerd's shim reads create's output to its end)
+    terminal.make_controlling(slave)
+    os.close(slave)
 
 
 def _environment(proc, ctx: Context) -> list[str]:
@@ -250,7 +254,7 @@ def _state(ctx: Context, status: str) -> str:
 
 # --- after start --------------------------------------------------------------------------------
 
-def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int | None) -> None:
+def exec_process(ctx: Context, fifo: int, exe: str, env: list[str]) -> None:
     """Run the startContainer hooks, become the configured process, report, execve.  No return."""
     from pyrunc import hooks, process     # loaded before pivot_root (container_init)
     spec = ctx.spec
@@ -262,7 +266,7 @@ def exec_process(ctx: Context, fifo: int, exe: str, env: list[str], slave: int |
             process.apply_personality(spec.linux.personality)
         if spec.linux.memory_policy:
             process.apply_memory_policy(spec.linux.memory_policy)
-        process.become(spec.process, exe, env, slave, lambda: os.write(fifo, b"0"))
+        process.become(spec.process, exe, env, None, lambda: os.write(fifo, b"0"))
     except BaseException as err:    # noqa: BLE001
         msg, _ = describe(err)
         try:

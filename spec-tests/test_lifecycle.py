@@ -100,6 +100,15 @@ def test_kill_stopped_is_an_error(runtime):
     assert res.rc == 1 and "not running" in res.err
 
 
+def test_kill_all_after_exit_is_not_an_error(runtime):
+    """containerd's shim sends ``kill --all ID 9`` once the init has exited; runc takes it."""
+    cid, _ = create(runtime, base_config(["true"]))
+    runtime("start", cid, check=True)
+    wait_status(runtime, cid, "stopped")
+    assert runtime("kill", "--all", cid, "9").rc == 0
+    assert runtime("kill", cid, "9").rc == 1      # the init alone: not running, an error
+
+
 def test_kill_signal_forms(runtime):
     cfg = base_config(["sh", "-c", "trap 'echo got-usr1 > /tmp/usr1' USR1; "
                                    "while :; do sleep 0.05; done"])

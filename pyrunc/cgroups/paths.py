@@ -79,7 +79,9 @@ def cgroup_mounts() -> list[tuple[str, str, str, set[str]]]:
 
 
 def v1_hierarchies() -> dict[str, tuple[str, str]]:
-    """controller → (mount point, mount root) for each v1 controller that is mounted."""
+    """controller → (mount point, mount root) for each v1 controller that is mounted, and
+    ``name=X`` → the same for named hierarchies (``name=systemd``): the container gets a
+    directory there too, as runc gives it, so tools that look there find it."""
     out: dict[str, tuple[str, str]] = {}
     for fstype, root, point, opts in cgroup_mounts():
         if fstype != "cgroup":
@@ -87,6 +89,9 @@ def v1_hierarchies() -> dict[str, tuple[str, str]]:
         for ctrl in V1_CONTROLLERS:
             if ctrl in opts and ctrl not in out:
                 out[ctrl] = (point, root)
+        for opt in opts:
+            if opt.startswith("name=") and opt not in out:
+                out[opt] = (point, root)
     return out
 
 
