@@ -8,7 +8,7 @@ APT_PKGS  := libcap-dev busybox-static iproute2 tmux runc crun containerd podman
              qemu-system-x86 linux-image-amd64 procps psmisc util-linux hyperfine strace
 PYTEST    ?= $(PY) -m pytest
 
-.PHONY: setup launcher test test-host test-vm demo bench conformance proto clean
+.PHONY: setup launcher test test-host test-vm demo bench conformance engines proto clean
 
 setup: $(STAMP)/apt $(STAMP)/venv proto launcher
 
@@ -62,6 +62,7 @@ VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/tes
 test: setup
 	$(PYTEST) -q spec-tests
 	RUNTIME=$(CURDIR)/$(VENV)/bin/pyrunc $(PYTEST) -q conformance --ignore=conformance/engines
+	$(PYTEST) -q -p no:cacheprovider conformance/engines
 	$(PY) tools/vm/run.py --timeout 600 -- tools/vm/guest.sh $(VM_TESTS)
 
 test-vm: setup
@@ -79,6 +80,14 @@ bench: setup
 CONFORMANCE_ARGS ?=
 conformance: setup
 	$(PY) conformance/run.py --runtime $(VENV)/bin/pyrunc --runtime /usr/sbin/runc $(CONFORMANCE_ARGS)
+
+# pyrunc under real engines, side by side with runc: podman (--runtime), containerd's runc shim
+# (ctr --runc-binary) and containerd's CRI plugin (a runtime handler with BinaryName).  A private
+# containerd and podman store per run; prints a scenario x runtime table (conformance/README.md).
+# ENGINES_ARGS passes pytest options through, e.g. ENGINES_ARGS="-k podman -x".
+ENGINES_ARGS ?=
+engines: setup
+	$(PYTEST) -q -p no:cacheprovider conformance/engines $(ENGINES_ARGS)
 
 clean:
 	-chattr -i $(VENV)/bin/python* 2>/dev/null
