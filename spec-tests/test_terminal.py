@@ -150,3 +150,21 @@ def test_run_foreground_with_terminal(runtime):
         assert os.waitstatus_to_exitcode(status) == 4
     finally:
         os.close(master)
+
+
+def test_create_with_terminal_releases_the_callers_pipes(runtime, tmp_path):
+    """containerd's shim reads create's stdout/stderr to end of file: with a terminal the init
+    must not keep them (its stdio is the pty from create on)."""
+    console = ConsoleSocket(tmp_path / "c.sock")
+    try:
+        bundle = runtime.bundle(tty_config("true"))
+        cid = runtime.new_id()
+        proc = subprocess.Popen([PYRUNC, "--root", runtime.root, "create", "--console-socket",
+                                 console.path, "--bundle", bundle, cid],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=20)      # hangs if the init held the pipes
+        assert proc.returncode == 0, err
+        assert runtime.state(cid)["status"] == "created"
+    finally:
+        console.close()
