@@ -7,9 +7,8 @@ afterwards the host's Python library is out of sight.  Errors travel back to the
 
 The init's sequence, and why in this order:
 
-1. non-dumpable, umask 0 — /proc/<pid> of a runtime process must not be reachable by the
-   container, and modes of what we create must be exact (in a user namespace non-dumpable
-   waits for the end of setup, see below);
+1. non-dumpable (since stage 1), umask 0 — /proc/<pid> of a runtime process must not be
+   reachable by the container, and modes of what we create must be exact;
 2. (stage 1 already closed every inherited descriptor but stdio, the preserved ones and the
    setup channel — nothing of the runtime may leak into the container);
 3. hostname, loopback, oom_score_adj, session keyring — need only the namespaces;
@@ -53,6 +52,11 @@ def stage1(ctx: Context) -> None:
     """Enter/create the namespaces and fork the init.  Never returns."""
     ch = ctx.channel
     try:
+        # Before anything joins or creates a namespace: a non-dumpable process's /proc/<pid>
+        # (root, cwd, fd, exe...) is out of reach of other processes, even of one that shares
+        # a pid namespace with us or owns a user namespace we enter.  (A process still reaches
+        # its own /proc/self/fd, through which the init mounts.)
+        k.prctl(k.PR_SET_DUMPABLE, 0)
         close_inherited(3 + ctx.extra_fds,
                         keep=(ch.fileno(), ctx.state_dir, *ctx.idmapped.values()))
         linux = ctx.spec.linux
@@ -117,8 +121,6 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
 
     try:
         in_userns = spec.linux.namespace("user") is not None
-        if not in_userns:
-            k.prctl(k.PR_SET_DUMPABLE, 0)
         os.umask(0)
         _identity(spec, ctx)
         if spec.process is not None and spec.process.terminal:
@@ -148,11 +150,6 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
             _terminal(spec, ch)
             env = _environment(spec.process, ctx)
             exe = process.lookup(spec.process.args[0], env)
-        if in_userns:
-            # Only now: a non-dumpable process's /proc/self belongs to the host's root, which
-            # the init, root of the user namespace, could no longer use for mounting through
-            # /proc/self/fd.  Before start no other process shares its pid namespace.
-            k.prctl(k.PR_SET_DUMPABLE, 0)
         ch.send(sync.READY)
         ch.close()
     except BaseException as err:    # noqa: BLE001
@@ -222,7 +219,7 @@ def _terminal(spec, ch) -> None:
         terminal.set_size(master, *spec.process.console_size)
     root = os.open("/", os.O_PATH | os.O_CLOEXEC)
     try:
-        console = inroot.create_file(root, "/dev/console", 0o600)
+        console = inroot.replace_with_file(root, "/dev/console", 0o600)
     finally:
         os.close(root)
     try:

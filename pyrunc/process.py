@@ -127,7 +127,10 @@ def enter_cwd(cwd: str) -> None:
                          f"{err.strerror}") from None
     # getcwd() marks a directory outside the process's root with "(unreachable)"; a cwd that
     # escaped through a leaked fd or a racing symlink would show here.
-    here = os.getcwd()
+    try:
+        here = os.getcwd()
+    except OSError:     # the kernel cannot name it from our root: it is outside
+        here = ""
     if not here.startswith("/"):
         raise SetupError(f"cwd {cwd!r} is outside the container's root")
 

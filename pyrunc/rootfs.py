@@ -207,10 +207,29 @@ def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_dirs,
     _after_mount(rootfd, dest, opts)
 
 
-def _target(rootfd: int, dest: str, want_dir: bool) -> int:
-    if want_dir:
-        return inroot.mkdir_all(rootfd, dest)
-    return inroot.create_file(rootfd, dest)
+def _target(rootfd: int, dest: str, want_dir: bool, mount_type: str = "") -> int:
+    """The mount point, created if missing; never the rootfs's /proc unless mounting procfs.
+
+    The check is on the object, not the string: an image's ``/evil -> /proc`` would otherwise
+    let a tmpfs or a bind become the container's /proc.
+    """
+    fd = inroot.mkdir_all(rootfd, dest) if want_dir else inroot.create_file(rootfd, dest)
+    if mount_type != "proc" and _is_proc_dir(rootfd, fd):
+        os.close(fd)
+        raise MountError(f"mount on {dest}: that is /proc, where only procfs may be mounted")
+    return fd
+
+
+def _is_proc_dir(rootfd: int, fd: int) -> bool:
+    try:
+        proc = inroot.open_in_root(rootfd, "/proc")
+    except FileNotFoundError:
+        return False
+    try:
+        a, b = os.fstat(proc), os.fstat(fd)
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    finally:
+        os.close(proc)
 
 
 def _bind(rootfd: int, mount, dest: str, opts, src: int, detached: bool = False) -> None:
@@ -236,7 +255,7 @@ def _bind(rootfd: int, mount, dest: str, opts, src: int, detached: bool = False)
 
 
 def _fs_mount(rootfd: int, mount, dest: str, opts, in_userns: bool) -> None:
-    target = _target(rootfd, dest, True)
+    target = _target(rootfd, dest, True, mount.type)
     try:
         if mount.type == "proc":
             _check_plain_dir(target, dest)
@@ -453,6 +472,11 @@ def enter(rootfd: int, no_pivot: bool) -> None:
 
 def finish(spec) -> None:
     """After pivot_root: sysctl, masked and read-only paths, the root's flags."""
+    if spec.linux.masked_paths or spec.linux.readonly_paths or (
+            spec.process is not None and spec.process.terminal):
+        # from here on mounts go through /proc/self/fd of the container's own /proc: it has to
+        # be the procfs we mounted, not a directory of the image
+        os.close(_open_proc())
     write_sysctls(spec.linux.sysctl)
     if spec.linux.masked_paths:
         null_fd = devices.dev_null_fd()
@@ -487,8 +511,9 @@ def write_sysctls(sysctl: dict[str, str]) -> None:
         return
     procfd = _open_proc()
     try:
+        from pyrunc.validate import sysctl_relpath
         for key, value in sysctl.items():
-            rel = "sys/" + key.replace(".", "/")
+            rel = "sys/" + sysctl_relpath(key)      # validated: never None here
             try:
                 fd = k.openat2(procfd, rel, os.O_WRONLY | os.O_TRUNC, 0,
                                k.RESOLVE_NO_SYMLINKS | k.RESOLVE_BENEATH | k.RESOLVE_NO_XDEV)

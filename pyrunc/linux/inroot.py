@@ -23,7 +23,17 @@ _RESOLVE = k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS
 
 
 def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, mode: int = 0) -> int:
-    """Open ``path`` (absolute or relative, interpreted inside the root) under ``rootfd``."""
+    """Open ``path`` (absolute or relative, interpreted inside the root) under ``rootfd``.
+
+    openat2 answers EAGAIN when a rename raced the lookup (it cannot then vouch for the result);
+    the lookup is simply tried again.
+    """
+    for _ in range(32):
+        try:
+            return k.openat2(rootfd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, mode,
+                             _RESOLVE)
+        except BlockingIOError:
+            continue
     return k.openat2(rootfd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, mode, _RESOLVE)
 
 
@@ -80,6 +90,32 @@ def create_file(rootfd: int, path: str, mode: int = 0o644) -> int:
     finally:
         os.close(parent)
     return open_in_root(rootfd, path)
+
+
+def replace_with_file(rootfd: int, path: str, mode: int = 0o600) -> int:
+    """A regular file (or character device) at exactly ``path``; O_PATH fd of it.
+
+    Unlike :func:`create_file`, the last component is never followed: whatever else the image
+    put there (a symlink, a fifo...) is removed first, so a mount onto the result lands on
+    ``path`` itself (/dev/console).
+    """
+    import stat as st_mod
+    dirname, name = os.path.split(path.rstrip("/"))
+    parent = mkdir_all(rootfd, dirname)
+    try:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not (st_mod.S_ISREG(st.st_mode) or st_mod.S_ISCHR(st.st_mode)):
+            os.unlink(name, dir_fd=parent)      # a directory here is an error (EISDIR)
+            st = None
+        if st is None:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, mode, dir_fd=parent))
+        return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    finally:
+        os.close(parent)
 
 
 def is_dir(fd: int) -> bool:
