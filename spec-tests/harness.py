@@ -207,6 +207,22 @@ def processes_of(prefix: str) -> list[int]:
     return pids
 
 
+def describe_processes(pids: list[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()[:2]
+            with open(f"/proc/{pid}/cgroup") as f:
+                cg = f.read().splitlines()[0]
+            out.append(f"{pid} [{' '.join(st)}] {cmd} ({cg})")
+        except OSError:
+            out.append(f"{pid} (gone)")
+    return out
+
+
 def reap_orphans() -> None:
     """Containers' inits are re-parented to us (a subreaper, as engines are): reap them."""
     while True:
@@ -266,7 +282,13 @@ def runtime(tmp_path, rootfs_template):
     reap_orphans()
     leaked_state = [n for n in (os.listdir(rt.root) if os.path.isdir(rt.root) else [])]
     assert not leaked_state, f"state directories left behind: {leaked_state}"
-    assert not processes_of(rt.prefix), "container processes left behind"
+    left = processes_of(rt.prefix)
+    if left:        # SIGKILL is asynchronous: give the kernel a moment before calling it a leak
+        import time
+        time.sleep(1.0)
+        reap_orphans()
+        left = processes_of(rt.prefix)
+    assert not left, f"container processes left behind: {describe_processes(left)}"
     assert not cgroup_leftovers(rt.prefix), f"cgroups left: {cgroup_leftovers(rt.prefix)}"
     new_mounts = host_mounts() - mounts_before
     assert not [m for m in new_mounts if rt.tmp in m], f"mounts left behind: {new_mounts}"
