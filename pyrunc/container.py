@@ -214,13 +214,13 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
         namespaces.write_id_maps(child, spec.linux.uid_mappings, spec.linux.gid_mappings)
         ch.send_or_explain(sync.PROCEED)
     fields = ch.expect(sync.PID)
-    _reap(child)
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
     log.debug("create: init forked")
     mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
     log.debug("create: init in its cgroup")
     ch.send_or_explain(sync.CGROUP)
+    _reap(child)            # the stage-1 child is done; reaped off the critical path
     if spec.linux.net_devices:
         from pyrunc import netdev
         netdev.move(spec.linux.net_devices, c.pid)
