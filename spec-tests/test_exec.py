@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import PYRUNC, base_config
+from harness import base_config
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Process and linux settings the kernel keeps per process: scheduler, I/O priority, NUMA
 memory policy, personality; netDevices; and what pyrunc refuses (intelRdt)."""
 
-import os
 import subprocess
 import uuid
 

@@ -16,6 +16,11 @@ import os
 from ..errors import CgroupError
 from . import files
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import CPU
+
 
 F = "linux.resources.cpu"
 SHARES_MIN, SHARES_MAX = 2, 262144

@@ -11,6 +11,11 @@ import os
 
 from . import files
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import CPU
+
 
 F = "linux.resources.cpu"
 

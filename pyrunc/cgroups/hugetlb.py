@@ -14,6 +14,11 @@ import os
 from ..errors import CgroupError
 from . import files
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import HugepageLimit
+
 
 F = "linux.resources.hugepageLimits"
 

@@ -15,6 +15,11 @@ from __future__ import annotations
 from ..errors import CgroupError
 from . import files
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import BlockIO
+
 
 F = "linux.resources.blockIO"
 WEIGHT_MIN, WEIGHT_MAX = 10, 1000

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from . import files
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import Rdma
+
 
 F = "linux.resources.rdma"
 

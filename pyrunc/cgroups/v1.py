@@ -22,6 +22,11 @@ from ..errors import CgroupError
 from . import base, cpu, cpuset, files, freezer, hugetlb, io, memory, network, pids, rdma, unified
 from . import v2
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import DeviceRule, Resources
+
 
 R = "linux.resources"
 # Where pids() looks: any hierarchy holds all of the container's processes; prefer these.

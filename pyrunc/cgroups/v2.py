@@ -19,6 +19,11 @@ from _signal import SIGKILL
 from ..errors import CgroupError
 from . import base, cpu, cpuset, files, freezer, hugetlb, io, memory, pids, rdma, unified
 
+# for the annotations only (no import at run time: this module is on the hot path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .resources import DeviceRule, Resources
+
 
 R = "linux.resources"
 

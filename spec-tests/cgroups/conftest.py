@@ -12,7 +12,15 @@ second).  Each waits on stdin before running its script, so the test can put it 
 first: ``child = spawn(script); mgr.apply(child.pid); child.go()``.
 """
 
+import os
+import sys
+
 import pytest
+
+# The container fixtures of spec-tests/harness.py, for test_cgroups_containers.py: the VM run
+# (tools/vm/guest.sh) stops looking for conftest files at this directory.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import rootfs_template, runtime, subreaper  # noqa: E402,F401
 
 from cgtest import SESSION, Child, all_managers, assert_nothing_left, new_counter
 from pyrunc.cgroups import new_manager

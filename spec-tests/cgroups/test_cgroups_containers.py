@@ -2,19 +2,17 @@
 
 Runs on the host (cgroup v1, hybrid) and, through ``make test-vm``, on a pure cgroup v2 kernel:
 the same assertions hold on both drivers.  The fixtures come from spec-tests/harness.py (the VM
-run does not load the conftest above this directory).
+run does not load the conftest above this directory: this directory's conftest.py brings them).
 """
 
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import PYRUNC, base_config, rootfs_template, runtime, subreaper  # noqa: E402,F401
+from harness import PYRUNC, base_config
 
 
 # A memory hog: the shell keeps the whole substituted output (N MB) in memory.
