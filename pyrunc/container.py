@@ -15,7 +15,7 @@ directory, so the failed create leaves no process, mount, namespace, cgroup or s
 
 import os
 
-from pyrunc import jsonio, log, state
+from pyrunc import foreground, jsonio, log, state
 from pyrunc.errors import PyruncError, SetupError, StateError
 from pyrunc.linux import proc
 from pyrunc.record import record
@@ -86,7 +86,7 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
         c.creator = None
         c.save()
         if opts.pid_file:
-            _write_pid_file(opts.pid_file, c.pid)
+            foreground.write_pid_file(opts.pid_file, c.pid)
         return c, master
     except BaseException as err:
         _abort(c, child, mgr)
@@ -220,7 +220,7 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
     log.debug("create: init in its cgroup")
     ch.send_or_explain(sync.CGROUP)
-    _reap(child)            # the stage-1 child is done; reaped off the critical path
+    foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
     if spec.linux.net_devices:
         from pyrunc import netdev
         netdev.move(spec.linux.net_devices, c.pid)
@@ -240,12 +240,6 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     ch.expect(sync.READY)
     log.debug("create: init ready")
     return master
-
-
-def _reap(child: int) -> None:
-    _, status = os.waitpid(child, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SetupError("container setup: the stage-1 child failed")
 
 
 def _abort(c, child: int | None, mgr) -> None:
@@ -271,17 +265,6 @@ def _abort(c, child: int | None, mgr) -> None:
         except PyruncError as err:
             log.warn(f"create {c.id}: cleanup: {err}")
     state.remove(c)
-
-
-def _write_pid_file(path: str, pid: int) -> None:
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(str(pid))
-        os.rename(tmp, path)
-    except OSError as err:
-        raise SetupError(f"pid file {path}: {err.strerror}") from None
 
 
 # --- start / run --------------------------------------------------------------------------------
@@ -373,7 +356,7 @@ def run(root: str, container_id: str, opts: CreateOptions, detach: bool, keep: b
     k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     c, master = create(root, container_id, opts, keep_console=not opts.console_socket)
     pidfd = proc.open_pidfd(c.pid, c.start_time)
-    _forward_signals(pidfd)     # before the program starts: none of its signals may be lost
+    foreground.forward_signals(pidfd)   # before the program starts: no signal may be lost
     try:
         _release(c)
         _poststart(c)
@@ -382,65 +365,10 @@ def run(root: str, container_id: str, opts: CreateOptions, detach: bool, keep: b
         _delete_after_run(root, container_id)
         raise
     c.close()
-    status = _wait_foreground(c.pid, pidfd, master)
+    status = foreground.wait(c.pid, pidfd, master)
     if not keep:
         _delete_after_run(root, container_id)
     return status
-
-
-def _forward_signals(pidfd: int) -> None:
-    """Every signal ``run`` can catch goes on to the container's init."""
-    import _signal
-
-    def forward(sig, _frame):
-        try:
-            proc.signal_pidfd(pidfd, sig)
-        except OSError:
-            pass
-
-    skip = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGKILL, _signal.SIGSTOP,
-            _signal.SIGURG, _signal.SIGPIPE}
-    for sig in range(1, _signal.NSIG):
-        if sig in skip:
-            continue
-        try:
-            _signal.signal(sig, forward)
-        except (OSError, ValueError, RuntimeError):
-            pass
-
-
-def _wait_foreground(pid: int, pidfd: int, master: int | None) -> int:
-    """Relay the terminal and reap until the init exits; its exit code (128+signal if killed)."""
-    result = {}
-
-    def exited() -> bool:
-        return _reap_until(pid, result, block=False)
-
-    if master is not None:
-        from pyrunc import terminal
-        terminal.relay(master, exited)
-        os.close(master)
-    _reap_until(pid, result, block=True)
-    os.close(pidfd)
-    return result["status"]
-
-
-def _reap_until(pid: int, result: dict, block: bool) -> bool:
-    """Reap children (we are a subreaper) until ``pid`` is among them; True once it is."""
-    while "status" not in result:
-        try:
-            got, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            result.setdefault("status", 255)
-            break
-        if got == 0:
-            return False
-        if got == pid:
-            if os.WIFSIGNALED(status):
-                result["status"] = 128 + os.WTERMSIG(status)
-            else:
-                result["status"] = os.WEXITSTATUS(status)
-    return True
 
 
 def _delete_after_run(root: str, container_id: str) -> None:

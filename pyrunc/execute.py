@@ -22,7 +22,7 @@ signals, relays a terminal, and returns the exit code (128+signal if killed).
 
 import os
 
-from pyrunc import state, sync
+from pyrunc import foreground, state, sync
 from pyrunc.errors import ConfigError, PyruncError, SetupError, StateError, describe
 from pyrunc.linux import proc as procfs
 from pyrunc.record import record
@@ -226,7 +226,7 @@ def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
     pid = None
     try:
         pid = ch.expect(sync.PID)["pid"]
-        _reap(child)
+        foreground.reap_setup_child(child)
         if c.cgroup:        # while the process gets ready (see _process)
             c.cgroup_manager().apply(pid)
         ch.send_or_explain(sync.CGROUP)
@@ -254,14 +254,12 @@ def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
             console.close()
         os.close(pidfd)
     if opts.pid_file:
-        from pyrunc.container import _write_pid_file
-        _write_pid_file(opts.pid_file, pid)
+        foreground.write_pid_file(opts.pid_file, pid)
     if opts.detach:
         return 0
-    from pyrunc import container
     exec_pidfd = procfs.open_pidfd(pid, None)
-    container._forward_signals(exec_pidfd)
-    return container._wait_foreground(pid, exec_pidfd, master)
+    foreground.forward_signals(exec_pidfd)
+    return foreground.wait(pid, exec_pidfd, master)
 
 
 def _check_fds(preserve: int) -> int:
@@ -273,12 +271,6 @@ def _check_fds(preserve: int) -> int:
         except OSError:
             raise SetupError(f"--preserve-fds {preserve}: fd {fd} is not open") from None
     return preserve
-
-
-def _reap(child: int) -> None:
-    _, status = os.waitpid(child, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SetupError("the joining child failed")
 
 
 def _abort(child: int, pid: int | None) -> None:
