@@ -22,12 +22,19 @@ NUMBERS = {name: i for i, name in enumerate(NAMES)}
 _SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
-    except OSError:
-        return len(NAMES) - 1
+    """The kernel's highest capability number (read once per process)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+                _last_cap = int(f.read())
+        except OSError:
+            _last_cap = len(NAMES) - 1
+    return _last_cap
 
 
 def unknown(caps) -> list[str]:

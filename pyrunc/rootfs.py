@@ -195,9 +195,6 @@ def mount_one(rootfd: int, mount, spec, in_userns: bool, cgroup_dirs,
     dest = os.path.normpath(mount.destination)
     if mount.type == "cgroup" or mount.type == "cgroup2":
         return _mount_cgroup(rootfd, mount, opts, cgroup_dirs())
-    if dest == "/proc" and (opts.is_bind or mount.type != "proc"):
-        raise MountError(f"mount on /proc: only procfs may be mounted there (got "
-                         f"{mount.type or 'bind'})")
     if opts.idmap and not opts.is_bind:
         raise MountError(f"mount on {dest}: {opts.idmap} needs a bind mount")
     if opts.is_bind:

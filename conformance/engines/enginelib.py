@@ -849,6 +849,16 @@ def caps_of(status_text: str, which: str = "CapEff") -> int:
     return int(status_field(status_text, which), 16)
 
 
+def assert_cap_drop_and_add(base: str, res: str) -> None:
+    """``res`` is ``base`` (both /proc/self/status texts) without CHOWN and with SYS_ADMIN, in
+    the effective, permitted and bounding sets; the probe's chown failed and its mount worked."""
+    chown, admin = 1 << CAP["CHOWN"], 1 << CAP["SYS_ADMIN"]
+    for which in ("CapEff", "CapPrm", "CapBnd"):
+        want = (caps_of(base, which) & ~chown) | admin
+        assert caps_of(res, which) == want, f"{which}: {res}"
+    assert "chown=1" in res and "mount=0" in res, res
+
+
 def host_mounts_mentioning(text: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.strip() for line in f if text in line]
