@@ -37,15 +37,29 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
     """Create the container; returns (record, pty master or None when kept for ``run``)."""
     from pyrunc import spec as speclib
     from pyrunc import sync
+    from pyrunc.cgroups import warm
     state.check_id(container_id)
     bundle = os.path.abspath(opts.bundle)
     log.debug("create: start")
-    spec = speclib.load_bundle(bundle)
-    log.debug("create: config loaded")
-    extra_fds, listen_fds = _check_create(spec, opts)
-    c = state.create(root, container_id)
-    ch = child = mgr = console = None
+    # first, while nothing of ours is open: a descriptor we opened must not pass for a preserved one
+    extra_fds, listen_fds = _passed_fds(opts)
+    config = speclib.read_config(bundle)
+    ch, child_end = sync.Channel.pair()
+    # The stage-1 child starts now, on the other core: it loads the init's modules and parses
+    # these same bytes while we check them; until GO it has done nothing visible (sync.py).
+    child = os.fork()
+    if child == 0:
+        ch.close()
+        from pyrunc import init
+        init.setup_child(child_end, container_id, bundle, config, opts.no_pivot,
+                         opts.no_new_keyring)      # never returns
+    child_end.close()
+    c = mgr = console = None
     try:
+        spec = speclib.parse_config(config, bundle)
+        log.debug("create: config loaded")
+        _check_create(spec, opts)
+        c = state.create(root, container_id)
         c.bundle, c.rootfs, c.created = bundle, spec.root_path, state.now_rfc3339()
         c.annotations, c.config = spec.annotations, spec.raw
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
@@ -55,24 +69,10 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
         if opts.console_socket:
             from pyrunc import terminal
             console = terminal.connect_console_socket(opts.console_socket)
-        idmapped = _idmapped_trees(spec)
-        ch, child_end = sync.Channel.pair()
-        state_fd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        from pyrunc import init
-        ctx = init.Context(spec=spec, channel=child_end, container_id=container_id,
-                           bundle=bundle, state_dir=state_fd, no_pivot=opts.no_pivot,
-                           no_new_keyring=opts.no_new_keyring, extra_fds=extra_fds,
-                           listen_fds=listen_fds, idmapped=idmapped)
-        log.debug("create: forking")
-        child = os.fork()
-        if child == 0:
-            ch.close()
-            init.stage1(ctx)        # never returns
-        child_end.close()
-        os.close(state_fd)
-        for fd in idmapped.values():
-            os.close(fd)
+        _go(ch, c, spec, extra_fds, listen_fds)
+        log.debug("create: child released")
         mgr = _create_cgroup(c, spec)
+        log.debug("create: cgroup made")
         master = _drive_setup(c, spec, ch, child, mgr)
         if master is not None:
             if console is not None:
@@ -90,6 +90,8 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
         return c, master
     except BaseException as err:
         _abort(c, child, mgr)
+        if c is None:
+            raise       # refused before the ID was claimed: the error speaks for itself
         if _is_hook_failure(err):
             _poststop_after_failure(spec, c)
         if isinstance(err, PyruncError):
@@ -98,10 +100,24 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             raise PyruncError(f"create {container_id}: {_os_message(err)}") from None
         raise
     finally:
-        if ch is not None:
-            ch.close()
+        warm.stop()
+        ch.close()
         if console is not None:
             console.close()
+
+
+def _go(ch, c, spec, extra_fds: int, listen_fds: int) -> None:
+    """Release the stage-1 child with what it could not know when it was forked."""
+    from pyrunc import sync
+    idmapped = _idmapped_trees(spec)
+    state_fd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        ch.send_or_explain(sync.GO, fds=[state_fd, *idmapped.values()], extra_fds=extra_fds,
+                           listen_fds=listen_fds, idmapped=list(idmapped))
+    finally:
+        os.close(state_fd)
+        for fd in idmapped.values():
+            os.close(fd)
 
 
 def _idmapped_trees(spec) -> dict[int, int]:
@@ -135,8 +151,8 @@ def _os_message(err: OSError) -> str:
     return f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror or err)
 
 
-def _check_create(spec, opts: CreateOptions) -> tuple[int, int]:
-    """Checks that need the host, before anything is created; returns the fd counts."""
+def _check_create(spec, opts: CreateOptions) -> None:
+    """Checks that need the host, before anything is created."""
     from pyrunc import capabilities, namespaces, validate
     from pyrunc import process as proclib
     for warning in validate.config_warnings(spec.raw):
@@ -161,6 +177,10 @@ def _check_create(spec, opts: CreateOptions) -> tuple[int, int]:
     if opts.console_socket:
         from pyrunc import terminal
         terminal.check_socket_path(opts.console_socket)
+
+
+def _passed_fds(opts: CreateOptions) -> tuple[int, int]:
+    """(descriptors passed on after stdio, how many of them are $LISTEN_FDS); each must be open."""
     listen_fds = 0
     if os.environ.get("LISTEN_FDS", "").isdigit():
         listen_fds = int(os.environ["LISTEN_FDS"])
@@ -208,6 +228,7 @@ def _create_cgroup(c, spec):
 
 def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     from pyrunc import namespaces, sync
+    from pyrunc.cgroups import warm
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
         ch.expect(sync.USERNS)
@@ -218,6 +239,7 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     c.start_time = proc.start_time(c.pid)
     log.debug("create: init forked")
     mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
+    warm.stop()
     log.debug("create: init in its cgroup")
     ch.send_or_explain(sync.CGROUP)
     foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
@@ -243,8 +265,9 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
 
 
 def _abort(c, child: int | None, mgr) -> None:
-    """Undo a failed create: kill its processes, remove its cgroup and state."""
-    if c.pid:
+    """Undo a failed create: kill its processes, remove its cgroup and state (``c`` is None
+    when the ID was not claimed: someone else's state is never touched)."""
+    if c is not None and c.pid:
         fd = proc.open_pidfd(c.pid, c.start_time)
         if fd is not None:
             try:
@@ -264,7 +287,8 @@ def _abort(c, child: int | None, mgr) -> None:
             mgr.destroy()
         except PyruncError as err:
             log.warn(f"create {c.id}: cleanup: {err}")
-    state.remove(c)
+    if c is not None:
+        state.remove(c)
 
 
 # --- start / run --------------------------------------------------------------------------------
@@ -365,9 +389,12 @@ def run(root: str, container_id: str, opts: CreateOptions, detach: bool, keep: b
         _delete_after_run(root, container_id)
         raise
     c.close()
+    log.debug("run: started")
     status = foreground.wait(c.pid, pidfd, master)
+    log.debug("run: exited")
     if not keep:
         _delete_after_run(root, container_id)
+        log.debug("run: deleted")
     return status
 
 

@@ -207,6 +207,7 @@ def _check_cwd(cwd: str) -> None:
 # --- parent -------------------------------------------------------------------------------------
 
 def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
+    from pyrunc.cgroups import warm
     from pyrunc.linux import sys as k
     extra_fds = _check_fds(opts.preserve_fds)
     console = None
@@ -229,6 +230,7 @@ def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
         foreground.reap_setup_child(child)
         if c.cgroup:        # while the process gets ready (see _process)
             c.cgroup_manager().apply(pid)
+        warm.stop()
         ch.send_or_explain(sync.CGROUP)
         master = None
         if proc.terminal:
@@ -249,6 +251,7 @@ def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
             raise PyruncError(f"exec {c.id}: {err}") from None
         raise
     finally:
+        warm.stop()
         ch.close()
         if console is not None:
             console.close()

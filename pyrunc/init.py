@@ -48,6 +48,34 @@ class Context:
 
 # --- stage 1 ----------------------------------------------------------------------------------
 
+def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot: bool,
+                no_new_keyring: bool) -> None:
+    """The stage-1 child from its fork, before the parent has checked anything.  Never returns.
+
+    Load every module the init needs and parse the config's bytes (the same ones the parent is
+    validating meanwhile) — work that would otherwise wait for the parent — then wait for
+    ``GO`` with the rest of the context and go on as :func:`stage1`.  Nothing here is visible
+    outside this process, so the parent may simply kill it if it refuses the container.
+    """
+    try:
+        from pyrunc import hooks, process, rootfs  # noqa: F401 - loaded now, used by the init
+        from pyrunc import spec as speclib
+        spec = speclib.parse_config(config, bundle, checked=True)
+        if spec.process is not None and spec.process.capabilities is not None:
+            # what the parent does to its own copy (and warns about): same host, same answer
+            from pyrunc import capabilities
+            capabilities.restrict_to_grantable(spec.process.capabilities)
+        fields, fds = channel.expect(sync.GO, with_fds=True)
+        ctx = Context(spec=spec, channel=channel, container_id=container_id, bundle=bundle,
+                      state_dir=fds[0], no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                      extra_fds=fields["extra_fds"], listen_fds=fields["listen_fds"],
+                      idmapped=dict(zip(fields["idmapped"], fds[1:])))
+    except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
+        channel.send_error(*describe(err))
+        os._exit(1)
+    stage1(ctx)
+
+
 def stage1(ctx: Context) -> None:
     """Enter/create the namespaces and fork the init.  Never returns."""
     ch = ctx.channel
@@ -101,8 +129,7 @@ def _has_cgroup_mount(spec) -> bool:
 
 def container_init(ctx: Context, new_cgroupns: bool) -> None:
     """Set up the container and wait for start.  Never returns."""
-    # The init's own modules load here, after the fork: meanwhile the parent moves us into the
-    # cgroup.  (All of them must be loaded before pivot_root hides the host's files.)
+    # loaded by setup_child already; all of them must be before pivot_root hides the host's files
     from pyrunc import hooks, process, rootfs
     ch = ctx.channel
     spec = ctx.spec
@@ -187,15 +214,15 @@ def close_inherited(first: int, keep: tuple[int, ...]) -> None:
 
     What the parent had open (its locked state directory, the console socket, whatever its own
     caller leaked to it) must not reach the container, nor hold locks for as long as it lives.
+    ``os.closerange`` is close_range(2): one syscall per gap between the descriptors we keep.
     """
-    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
-        try:
-            if fd >= first and fd not in keep:
-                os.close(fd)
-            elif 3 <= fd < first:
-                os.set_inheritable(fd, True)
-        except OSError:
-            pass    # the descriptor of the listing itself, already gone
+    for fd in range(3, first):
+        os.set_inheritable(fd, True)
+    low = first
+    for fd in sorted(k for k in set(keep) if k >= first):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 0x7FFFFFFF)
 
 
 def _ensure_cwd(rootfd: int, spec) -> None:

@@ -62,9 +62,10 @@ def ensure_sealed() -> None:
     try:
         k.mount_setattr(fd, "", k.AT_EMPTY_PATH,
                         k.MOUNT_ATTR_RDONLY | k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV)
-        env = [f"{key}={value}" for key, value in os.environ.items()] + [f"{_MARK}=1"]
+        env = dict(os.environ)
+        env[_MARK] = "1"
         sys.stdout.flush()
         sys.stderr.flush()
-        k.execveat(fd, "", sys.orig_argv, env, k.AT_EMPTY_PATH)
+        os.execve(fd, sys.orig_argv, env)   # fexecve: execveat(fd, "", AT_EMPTY_PATH)
     except OSError:
         os.close(fd)        # carry on unsealed rather than fail

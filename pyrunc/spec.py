@@ -413,12 +413,17 @@ def _linux(doc: dict) -> Linux:
     return linux
 
 
-def parse(doc, bundle: str) -> Spec:
-    """Build a :class:`Spec` from a parsed config.json document of the bundle at ``bundle``."""
-    from pyrunc import validate
+def parse(doc, bundle: str, checked: bool = False) -> Spec:
+    """Build a :class:`Spec` from a parsed config.json document of the bundle at ``bundle``.
+
+    ``checked``: the document already passed :func:`pyrunc.validate.validate_config` (in the
+    parent, when the setup child parses the same bytes), so the schema is not checked again.
+    """
     if not isinstance(doc, dict):
         raise ConfigError("config.json: the document must be a JSON object")
-    validate.validate_config(doc)
+    if not checked:
+        from pyrunc import validate
+        validate.validate_config(doc)
     root = _obj(doc, "root", "root")
     root_path = _str(root, "path", "root.path")
     if not root_path:
@@ -443,17 +448,27 @@ def parse(doc, bundle: str) -> Spec:
                 hooks=parse_hooks(doc), annotations=annotations, linux=_linux(doc), raw=doc)
 
 
-def load_bundle(bundle: str) -> Spec:
-    """Read and parse ``<bundle>/config.json``; ``bundle`` must be absolute."""
-    from pyrunc import jsonio
+def read_config(bundle: str) -> bytes:
+    """The bytes of ``<bundle>/config.json``, read once: what is checked is what is used."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as err:
         raise ConfigError(f"config.json: {path}: {err.strerror}") from None
+
+
+def parse_config(data: bytes, bundle: str, checked: bool = False) -> Spec:
+    """Parse config.json's bytes (see :func:`parse`); ``bundle`` must be absolute."""
+    from pyrunc import jsonio
     try:
         doc = jsonio.loads(data)
     except ValueError as err:
-        raise ConfigError(f"config.json: {path}: invalid JSON: {err}") from None
-    return parse(doc, bundle)
+        raise ConfigError(f"config.json: {os.path.join(bundle, 'config.json')}: "
+                          f"invalid JSON: {err}") from None
+    return parse(doc, bundle, checked)
+
+
+def load_bundle(bundle: str) -> Spec:
+    """Read and parse ``<bundle>/config.json``; ``bundle`` must be absolute."""
+    return parse_config(read_config(bundle), bundle)

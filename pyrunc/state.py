@@ -232,7 +232,7 @@ def _read(root: str, container_id: str, dirfd: int) -> Container:
     finally:
         os.close(fd)
     try:
-        doc = jsonio.loads(data)
+        doc = jsonio.loads(data, trusted=True)
     except ValueError as err:
         raise StateError(f'container "{container_id}": corrupt state file: {err}') from None
     return Container(id=container_id, root=root, bundle=doc.get("bundle", ""),

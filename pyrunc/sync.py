@@ -3,9 +3,13 @@
 Three processes take part:
 
 * **parent** — the ``pyrunc create`` (or ``run``) process, in the runtime's namespaces;
-* **stage-1 child** — forked by the parent; joins namespaces given by path, unshares the user
-  namespace, waits for the parent to map it and place it in the cgroup, unshares the rest, and
-  forks the init (a fork is needed: a new pid or time namespace applies to children only);
+* **stage-1 child** — forked by the parent as soon as it has read config.json, *before* the
+  config is checked: it loads the init's modules and parses the same bytes while the parent
+  validates them, checks the host and claims the ID (two cores, half the wait).  On ``GO`` it
+  joins namespaces given by path, unshares the user namespace, waits for the parent to map it,
+  unshares the rest, and forks the init (a fork is needed: a new pid or time namespace applies
+  to children only).  If the parent refuses the config, it kills this child, which has done
+  nothing visible yet;
 * **init** — the container's pid 1; sets up the rootfs and the process, then blocks on exec.fifo
   until ``pyrunc start``.
 
@@ -13,6 +17,8 @@ They talk over one ``SOCK_SEQPACKET`` socketpair (message boundaries for free). 
 compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with ``CONSOLE`` as
 ``SCM_RIGHTS``.  In order::
 
+    parent -> child    GO           {"extra_fds", "listen_fds", "idmapped": [mount index...]}
+                                    + fds: the state directory, then the id-mapped trees
     child  -> parent   USERNS       (only with a new user namespace) "map my ids"
     parent -> child    PROCEED      (only then) ids mapped: go on
     child  -> parent   PID          {"pid": init's pid as the parent sees it}
@@ -34,6 +40,7 @@ import struct
 from pyrunc import jsonio
 from pyrunc.errors import SetupError
 
+GO = "go"
 USERNS = "userns"
 PROCEED = "proceed"
 PID = "pid"
@@ -45,6 +52,7 @@ READY = "ready"
 ERROR = "error"
 
 _MAX = 65536
+_CMSG_ROOM = _socket.CMSG_SPACE(4 * 253)    # SCM_MAX_FD descriptors in one message
 
 
 def fork_reporting_pid(ch: "Channel") -> int:
@@ -122,7 +130,13 @@ class Channel:
 
     def recv(self) -> tuple[str | None, dict, list[int]]:
         """The next message: (name, fields, fds); name None at end of file."""
-        data, ancdata, _flags, _addr = self.sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
+        try:
+            data, ancdata, _flags, _addr = self.sock.recvmsg(_MAX, _CMSG_ROOM)
+        except ConnectionResetError:
+            # The peer exited with a message of ours unread (it failed before it got there).
+            # The kernel reports that once; what the peer sent before it closed — its ERROR —
+            # is still queued behind the report.
+            data, ancdata, _flags, _addr = self.sock.recvmsg(_MAX, _CMSG_ROOM)
         fds: list[int] = []
         for level, kind, payload in ancdata:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -131,7 +145,7 @@ class Channel:
             os.set_inheritable(fd, False)
         if not data:
             return None, {}, fds
-        fields = jsonio.loads(data)
+        fields = jsonio.loads(data, trusted=True)
         return fields.pop("m"), fields, fds
 
     def expect(self, name: str, with_fds: bool = False):

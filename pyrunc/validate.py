@@ -134,7 +134,7 @@ def load_schema(schema_name):
     schema = _SCHEMAS.get(schema_name)
     if schema is None:
         with open(os.path.join(SCHEMA_DIR, SCHEMA_FILES[schema_name]), encoding="utf-8") as f:
-            schema = _SCHEMAS[schema_name] = jsonio.loads(f.read())
+            schema = _SCHEMAS[schema_name] = jsonio.loads(f.read(), trusted=True)
     return schema
 
 

@@ -136,6 +136,29 @@ def test_unknown_capability_warns_and_runs(runtime):
     assert "CAP_NOT_A_THING" in res.err and "warning" in res.err
 
 
+def _drop_from_bounding_set(cap: int):
+    def preexec():
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(24, cap, 0, 0, 0) != 0:   # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+    return preexec
+
+
+def test_ungrantable_capability_warns_and_runs_without_it(runtime):
+    """A runtime without CAP_SYS_RESOURCE in its own bounding set cannot grant it: config.md
+    says warn and go on.  The setup child parses config.json on its own; it must drop the
+    capability exactly as the parent (which warns) does."""
+    from pyrunc.capabilities import NUMBERS
+    caps = {s: ["CAP_KILL", "CAP_SYS_RESOURCE"] for s in ("bounding", "effective", "permitted")}
+    cfg = base_config(["sh", "-c", "cat /proc/self/status"])
+    cfg["process"]["capabilities"] = caps
+    res = runtime.run(cfg, preexec_fn=_drop_from_bounding_set(NUMBERS["CAP_SYS_RESOURCE"]))
+    assert res.rc == 0, res
+    assert "CAP_SYS_RESOURCE cannot be granted" in res.err and "warning" in res.err
+    st = status_fields(res.out)
+    assert st["CapBnd"] == st["CapEff"] == st["CapPrm"] == cap_mask("CAP_KILL")
+
+
 @pytest.mark.parametrize("nnp,expected", [(True, "1"), (False, "0")])
 def test_no_new_privileges(runtime, nnp, expected):
     st = status_fields(run_sh(runtime, "cat /proc/self/status", noNewPrivileges=nnp))

@@ -19,8 +19,7 @@ import os
 from _signal import SIGKILL
 
 from ..errors import CgroupError
-from . import base, cpu, cpuset, files, freezer, hugetlb, io, memory, network, pids, rdma, unified
-from . import v2
+from . import base, files
 
 # for the annotations only (no import at run time: this module is on the hot path)
 TYPE_CHECKING = False
@@ -97,14 +96,14 @@ class V1Manager(base.Manager):
         for d in self.leaf_dirs():
             if os.path.isdir(d) and base.all_pids(d):
                 raise CgroupError(f"cgroup: {d} already has processes in it")
-        if "freezer" in self.dirs and os.path.isdir(self.dirs["freezer"]) and \
-                freezer.frozen_v1(self.dirs["freezer"]):
+        if "freezer" in self.dirs and os.path.isdir(self.dirs["freezer"]) and self.frozen():
             raise CgroupError(f"cgroup: {self.dirs['freezer']} is frozen")
         created: list[str] = []
         try:
             for d in self.leaf_dirs():
                 base.make_dirs(d, created)
             if "cpuset" in self.dirs:
+                from . import cpuset
                 root = self.dirs["cpuset"]
                 cpuset.init_v1([c for c in created if root == c or root.startswith(c + "/")])
             self._set(res, update=False, node_rules=node_rules)
@@ -139,28 +138,37 @@ class V1Manager(base.Manager):
 
         v2_only = self._v2_needs(res)
         if v2_only:
+            from . import v2
             v2.enable_controllers(self.unified_mount, self.unified_dir, set(v2_only))
             v2.check_available(self.unified_dir, v2_only)
         if res.cpu and (res.cpu.cpus is not None or res.cpu.mems is not None):
+            from . import cpuset
             cpuset.set_cpuset(self._dir("cpuset", f"{R}.cpu"), res.cpu, update)
         if res.memory:
+            from . import memory
             memory.set_v1(self._dir("memory", f"{R}.memory"), res.memory, update)
         if res.cpu and any(v is not None for v in (
                 res.cpu.shares, res.cpu.quota, res.cpu.period, res.cpu.burst, res.cpu.idle,
                 res.cpu.realtime_period, res.cpu.realtime_runtime)):
+            from . import cpu
             cpu.set_v1(self._dir("cpu", f"{R}.cpu"), res.cpu, update)
         if res.block_io:
+            from . import io
             io.set_v1(self._dir("blkio", f"{R}.blockIO"), res.block_io, update)
         if res.pids:
+            from . import pids
             pids.set_pids(self._dir("pids", f"{R}.pids"), res.pids, update)
         if res.hugepage_limits:
+            from . import hugetlb
             if "hugetlb" in self.dirs:
                 hugetlb.set_v1(self.dirs["hugetlb"], res.hugepage_limits, update)
             else:
                 hugetlb.set_v2(self.unified_dir, res.hugepage_limits, update)
         if res.rdma:
+            from . import rdma
             rdma.set_rdma(self.dirs.get("rdma") or self.unified_dir, res.rdma, update)
         if res.network:
+            from . import network
             if res.network.class_id is not None:
                 network.set_classid(self._dir("net_cls", f"{R}.network.classID"), res.network)
             if res.network.priorities:
@@ -169,6 +177,7 @@ class V1Manager(base.Manager):
         if res.unified:
             if not self.unified_dir:
                 raise CgroupError(f"{R}.unified: cgroup v2 is not mounted on this host")
+            from . import unified
             unified.set_unified(self.unified_dir, res.unified,
                                 set(files.read_or(self.unified_dir, "cgroup.controllers",
                                                   "").split()),
@@ -188,9 +197,13 @@ class V1Manager(base.Manager):
             need["hugetlb"] = f"{R}.hugepageLimits"
         if res.rdma and "rdma" not in self.dirs:
             need["rdma"] = f"{R}.rdma"
-        for ctrl in unified.controllers_needed(res.unified):
-            need.setdefault(ctrl, f"{R}.unified")
-        if need and not self.unified_dir:
+        if res.unified:
+            from . import unified
+            for ctrl in unified.controllers_needed(res.unified):
+                need.setdefault(ctrl, f"{R}.unified")
+        if not need:
+            return {}
+        if not self.unified_dir:
             ctrl, field = next(iter(need.items()))
             raise CgroupError(f"{field}: the {ctrl} cgroup controller is not mounted")
         available = self._unified_available()
@@ -202,6 +215,7 @@ class V1Manager(base.Manager):
     # --- freezing, signals, processes ---------------------------------------------------------
 
     def freeze(self) -> None:
+        from . import freezer
         if "freezer" in self.dirs:
             freezer.freeze_v1(self.dirs["freezer"])
         elif self.unified_dir:
@@ -210,6 +224,7 @@ class V1Manager(base.Manager):
             raise CgroupError("pause: the freezer cgroup controller is not mounted")
 
     def thaw(self) -> None:
+        from . import freezer
         if "freezer" in self.dirs:
             freezer.thaw_v1(self.dirs["freezer"])
         elif self.unified_dir:
@@ -218,6 +233,7 @@ class V1Manager(base.Manager):
             raise CgroupError("resume: the freezer cgroup controller is not mounted")
 
     def frozen(self) -> bool:
+        from . import freezer
         if "freezer" in self.dirs:
             return freezer.frozen_v1(self.dirs["freezer"])
         if self.unified_dir:
@@ -243,6 +259,7 @@ class V1Manager(base.Manager):
     # --- reporting ----------------------------------------------------------------------------
 
     def stats(self) -> dict:
+        from . import cpu, cpuset, hugetlb, io, memory, pids
         dirs = self.dirs
         out = {"cpu": cpu.stats_v1(dirs.get("cpu"), dirs.get("cpuacct")),
                "cpuset": cpuset.stats(dirs["cpuset"], v2=False) if "cpuset" in dirs else {},
@@ -257,6 +274,7 @@ class V1Manager(base.Manager):
         return out
 
     def oom_kill_count(self) -> int:
+        from . import memory
         return memory.oom_kills_v1(self.dirs["memory"]) if "memory" in self.dirs else 0
 
     def destroy(self) -> None:

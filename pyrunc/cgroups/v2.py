@@ -17,7 +17,7 @@ import os
 from _signal import SIGKILL
 
 from ..errors import CgroupError
-from . import base, cpu, cpuset, files, freezer, hugetlb, io, memory, pids, rdma, unified
+from . import base, files
 
 # for the annotations only (no import at run time: this module is on the hot path)
 TYPE_CHECKING = False
@@ -47,8 +47,10 @@ def needed_controllers(res: Resources) -> dict[str, str]:
         need["pids"] = f"{R}.pids"
     if res.rdma:
         need["rdma"] = f"{R}.rdma"
-    for ctrl in unified.controllers_needed(res.unified):
-        need.setdefault(ctrl, f"{R}.unified")
+    if res.unified:
+        from . import unified
+        for ctrl in unified.controllers_needed(res.unified):
+            need.setdefault(ctrl, f"{R}.unified")
     return need
 
 
@@ -108,7 +110,7 @@ class V2Manager(base.Manager):
         res = parse(resources)
         node_rules = dev.rules_for_nodes(devices)
         refuse_busy(self.path)
-        if os.path.isdir(self.path) and freezer.frozen_v2(self.path):
+        if os.path.isdir(self.path) and self.frozen():
             raise CgroupError(f"cgroup: {self.path} is frozen")
         created: list[str] = []
         try:
@@ -146,20 +148,28 @@ class V2Manager(base.Manager):
         available = check_available(self.path, needed_controllers(res))
         d = self.path
         if res.cpu:
+            from . import cpuset
             cpuset.set_cpuset(d, res.cpu, update)
         if res.memory:
+            from . import memory
             memory.set_v2(d, res.memory, update)
         if res.cpu:
+            from . import cpu
             cpu.set_v2(d, res.cpu, update)
         if res.block_io:
+            from . import io
             io.set_v2(d, res.block_io, update)
         if res.pids:
+            from . import pids
             pids.set_pids(d, res.pids, update)
         if res.hugepage_limits:
+            from . import hugetlb
             hugetlb.set_v2(d, res.hugepage_limits, update)
         if res.rdma:
+            from . import rdma
             rdma.set_rdma(d, res.rdma, update)
         if res.unified:
+            from . import unified
             unified.set_unified(d, res.unified, available, f" in {d}")
         if not update or res.devices is not None:
             dev.set_v2(d, dev.effective(res.devices, node_rules))
@@ -167,12 +177,15 @@ class V2Manager(base.Manager):
     # --- freezing, signals, processes ---------------------------------------------------------
 
     def freeze(self) -> None:
+        from . import freezer
         freezer.freeze_v2(self.path)
 
     def thaw(self) -> None:
+        from . import freezer
         freezer.thaw_v2(self.path)
 
     def frozen(self) -> bool:
+        from . import freezer
         return freezer.frozen_v2(self.path)
 
     def kill_all(self, sig: int) -> None:
@@ -193,12 +206,14 @@ class V2Manager(base.Manager):
     # --- reporting ----------------------------------------------------------------------------
 
     def stats(self) -> dict:
+        from . import cpu, cpuset, hugetlb, io, memory, pids
         d = self.path
         return {"cpu": cpu.stats_v2(d), "cpuset": cpuset.stats(d, v2=True),
                 "memory": memory.stats_v2(d), "pids": pids.stats(d), "blkio": io.stats_v2(d),
                 "hugetlb": hugetlb.stats_v2(d), "intel_rdt": {}, "network_interfaces": None}
 
     def oom_kill_count(self) -> int:
+        from . import memory
         return memory.oom_kills_v2(self.path)
 
     def destroy(self) -> None:

@@ -10,17 +10,16 @@ cgroup v2 has no ``devices`` controller: device access is decided by eBPF progra
   :func:`prog_get_fd_by_id` — thin wrappers over ``bpf(cmd, attr, size)`` raising
   :class:`~pyrunc.linux.sys.SysError` like every wrapper in :mod:`pyrunc.linux.sys`.
 
-Each ``union bpf_attr`` variant is declared as a ctypes structure holding only the fields we use;
-the kernel zero-fills the rest when the size passed is smaller than its own union.
+Each ``union bpf_attr`` variant is packed with :mod:`struct`, holding only the fields we use; the
+kernel zero-fills the rest when the size passed is smaller than its own union.
 
 The policy (which devices a container may use, in which order rules apply) lives in
 :mod:`pyrunc.cgroups.devices`.
 """
 
-import ctypes
 import struct
 
-from .sys import SysError, _syscall
+from .sys import SysError, address, buffer, c_int, c_uint, get_errno, syscall
 
 _SYS_bpf = 321  # x86_64
 
@@ -138,38 +137,25 @@ class Asm:
 
 # --- bpf(2) -----------------------------------------------------------------------------------
 
-class _ProgLoadAttr(ctypes.Structure):
-    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
-                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
-                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
-                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
-                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
-                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
+# The attribute layouts (struct.pack formats, native byte order, no padding added):
+# BPF_PROG_LOAD: prog_type, insn_cnt, insns (pointer), license (pointer), log_level, log_size,
+# log_buf (pointer), kern_version, prog_flags, prog_name[16], prog_ifindex, expected_attach_type
+_PROG_LOAD = "=IIQQIIQII16sII"
+# BPF_PROG_ATTACH/DETACH: target_fd, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd
+_ATTACH = "=IIIII"
+# BPF_PROG_QUERY: target_fd, attach_type, query_flags, attach_flags, prog_ids (pointer),
+# prog_cnt (in: room, out: count), padding
+_QUERY = "=IIIIQII"
+_QUERY_CNT_OFFSET = 24
+# BPF_PROG_GET_FD_BY_ID: prog_id, next_id, open_flags
+_GET_ID = "=III"
 
 
-class _AttachAttr(ctypes.Structure):
-    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
-                ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
-                ("replace_bpf_fd", ctypes.c_uint32)]
-
-
-class _QueryAttr(ctypes.Structure):
-    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
-                ("query_flags", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
-                ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32),
-                ("_pad", ctypes.c_uint32)]
-
-
-class _GetIdAttr(ctypes.Structure):
-    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32),
-                ("open_flags", ctypes.c_uint32)]
-
-
-def _bpf(cmd: int, attr: ctypes.Structure, op: str) -> int:
-    ret = _syscall(_SYS_bpf, ctypes.c_int(cmd), ctypes.byref(attr),
-                   ctypes.c_uint(ctypes.sizeof(attr)))
+def _bpf(cmd: int, attr, op: str) -> int:
+    """bpf(cmd, attr, size); ``attr`` is bytes (read by the kernel) or a buffer (read back)."""
+    ret = syscall(_SYS_bpf, c_int(cmd), attr, c_uint(len(attr)))
     if ret < 0:
-        raise SysError(ctypes.get_errno(), op)
+        raise SysError(get_errno(), op)
     return ret
 
 
@@ -189,33 +175,35 @@ def prog_load(prog_type: int, code: bytes, license: str = "Apache-2.0", name: st
               expected_attach_type: int = 0) -> int:
     """Load a program and return its fd (close-on-exec).  On refusal, load again with the
     verifier log on, so the error says why."""
-    insns = ctypes.create_string_buffer(code, len(code))
-    lic = ctypes.create_string_buffer(license.encode())
-    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(code) // 8,
-                         insns=ctypes.addressof(insns), license=ctypes.addressof(lic),
-                         prog_name=name.encode()[:15],
-                         expected_attach_type=expected_attach_type)
+    insns = buffer(len(code), code)
+    lic = buffer(len(license) + 1, license.encode())
+
+    def attr(log_level: int = 0, log=None) -> bytes:
+        return struct.pack(_PROG_LOAD, prog_type, len(code) // 8, address(insns), address(lic),
+                           log_level, len(log) if log is not None else 0,
+                           address(log) if log is not None else 0, 0, 0, name.encode()[:15],
+                           0, expected_attach_type)
+
     try:
-        return _bpf(BPF_PROG_LOAD, attr, "bpf prog load")
+        return _bpf(BPF_PROG_LOAD, attr(), "bpf prog load")
     except SysError as err:
         if err.errno not in (13, 22):  # EACCES/EINVAL: the verifier's answers
             raise
-    log = ctypes.create_string_buffer(1 << 16)
-    attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
+    log = buffer(1 << 16)
     try:
-        return _bpf(BPF_PROG_LOAD, attr, "bpf prog load")
+        return _bpf(BPF_PROG_LOAD, attr(1, log), "bpf prog load")
     except SysError as err:
-        raise VerifierError(err.errno, log.value.decode(errors="replace")) from None
+        text = log.raw.split(b"\0", 1)[0].decode(errors="replace")
+        raise VerifierError(err.errno, text) from None
 
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
-    attr = _AttachAttr(target_fd=target_fd, attach_bpf_fd=prog_fd, attach_type=attach_type,
-                       attach_flags=flags)
+    attr = struct.pack(_ATTACH, target_fd, prog_fd, attach_type, flags, 0)
     _bpf(BPF_PROG_ATTACH, attr, "bpf prog attach")
 
 
 def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
-    attr = _AttachAttr(target_fd=target_fd, attach_bpf_fd=prog_fd, attach_type=attach_type)
+    attr = struct.pack(_ATTACH, target_fd, prog_fd, attach_type, 0, 0)
     _bpf(BPF_PROG_DETACH, attr, "bpf prog detach")
 
 
@@ -223,18 +211,22 @@ def prog_query(target_fd: int, attach_type: int) -> list[int]:
     """IDs of the programs attached directly to ``target_fd`` (not inherited ones)."""
     cap = 64
     while True:
-        ids = (ctypes.c_uint32 * cap)()
-        attr = _QueryAttr(target_fd=target_fd, attach_type=attach_type,
-                          prog_ids=ctypes.addressof(ids), prog_cnt=cap)
+        ids = buffer(4 * cap)
+        attr = buffer(struct.calcsize(_QUERY),
+                      struct.pack(_QUERY, target_fd, attach_type, 0, 0, address(ids), cap, 0))
         try:
             _bpf(BPF_PROG_QUERY, attr, "bpf prog query")
+            failure = None
         except SysError as err:
-            if err.errno == 28 and attr.prog_cnt > cap:  # ENOSPC: more than we asked for
-                cap = attr.prog_cnt
+            failure = err
+        count = struct.unpack_from("=I", attr.raw, _QUERY_CNT_OFFSET)[0]
+        if failure is not None:
+            if failure.errno == 28 and count > cap:  # ENOSPC: more than we asked for
+                cap = count
                 continue
-            raise
-        return list(ids[:attr.prog_cnt])
+            raise failure
+        return list(struct.unpack_from(f"={count}I", ids.raw))
 
 
 def prog_get_fd_by_id(prog_id: int) -> int:
-    return _bpf(BPF_PROG_GET_FD_BY_ID, _GetIdAttr(id=prog_id), "bpf prog get fd")
+    return _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack(_GET_ID, prog_id, 0, 0), "bpf prog get fd")

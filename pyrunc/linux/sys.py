@@ -1,18 +1,87 @@
-"""Thin ctypes wrappers for the syscalls Python's ``os`` module lacks.
+"""Thin wrappers for the syscalls Python's ``os`` module lacks, called through ctypes' core.
 
-Every wrapper calls libc with ``use_errno=True`` and turns a failure into
-``OSError(errno, strerror, path)``, so callers handle kernel errors like any other ``OSError``
-and messages read ``mount /proc: Permission denied``.  Nothing here has policy: the rest of the
-runtime decides what to call and in which order.
+Every wrapper calls libc with errno captured (``FUNCFLAG_USE_ERRNO``, what ``use_errno=True``
+sets) and turns a failure into ``OSError(errno, strerror, path)``, so callers handle kernel
+errors like any other ``OSError`` and messages read ``mount /proc: Permission denied``.  Nothing
+here has policy: the rest of the runtime decides what to call and in which order.
+
+The functions are bound with ``_ctypes``, the C half of ctypes, not the ``ctypes`` package:
+importing ``ctypes`` defines some forty types, loaders and helpers, about 2 ms on every
+``pyrunc create`` on this kind of machine, and this module needs five C types and plain byte
+buffers.  Structures the kernel reads are packed with :mod:`struct` and passed as ``bytes``;
+structures it writes go in a :func:`buffer`.
 
 Raw syscall numbers are for x86_64 (the only architecture this project runs on); libc symbols are
 used where glibc 2.36 has them.
 """
 
-import ctypes
+import _ctypes
 import os
+import struct
 
-libc = ctypes.CDLL(None, use_errno=True)
+# --- calling C --------------------------------------------------------------------------------
+
+
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class _c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+class _Function(_ctypes.CFuncPtr):
+    """A libc function returning ``int``; arguments are ints (C int), the types above, ``bytes``
+    or a :func:`buffer` (passed as pointers), or ``None`` (NULL)."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+class _Libc:
+    _handle = _ctypes.dlopen(None, 0)     # the libc the interpreter is linked with
+
+
+def _libc(name: str, restype=c_int) -> _Function:
+    function = _Function((name, _Libc))
+    function.restype = restype
+    return function
+
+
+_syscall = _libc("syscall", c_long)
+get_errno = _ctypes.get_errno
+address = _ctypes.addressof
+_buffer_types: dict[int, type] = {}
+
+
+def buffer(size: int, data: bytes = b""):
+    """A zeroed writable C buffer of ``size`` bytes starting with ``data``; ``.raw`` reads it."""
+    cls = _buffer_types.get(size)
+    if cls is None:
+        cls = _buffer_types[size] = type(f"char[{size}]", (_ctypes.Array,),
+                                         {"_type_": _c_char, "_length_": size})
+    buf = cls()
+    if data:
+        buf.raw = data + bytes(size - len(data))
+    return buf
+
+
+def syscall(number: int, *args) -> int:
+    """The raw ``syscall(2)``: returns the kernel's result, -1 on failure (see :func:`_check`)."""
+    return _syscall(number, *args)
+
 
 # --- constants --------------------------------------------------------------------------------
 
@@ -87,7 +156,6 @@ _SYS_open_tree = 428
 _SYS_move_mount = 429
 _SYS_openat2 = 437
 _SYS_mount_setattr = 442
-_SYS_execveat = 322
 _SYS_keyctl = 250
 
 KEYCTL_JOIN_SESSION_KEYRING = 1
@@ -101,10 +169,6 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 PR_CAPBSET_DROP = 24
 PR_SET_KEEPCAPS = 8
-
-_syscall = libc.syscall
-_syscall.restype = ctypes.c_long
-
 
 class SysError(OSError):
     """An ``OSError`` that also names the operation: ``str()`` gives ``mount /proc: Permission denied``."""
@@ -134,7 +198,7 @@ def _error_class(err: int) -> type:
 
 def _check(ret: int, op: str, path=None) -> int:
     if ret < 0:
-        err = ctypes.get_errno()
+        err = get_errno()
         raise _error_class(err)(err, op, path)
     return ret
 
@@ -147,103 +211,98 @@ def _b(path) -> bytes | None:
 
 # --- namespaces -------------------------------------------------------------------------------
 
+_unshare = _libc("unshare")
+
+
 def unshare(flags: int) -> None:
-    _check(libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_unshare(c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_syscall(_SYS_setns, ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _check(_syscall(_SYS_setns, c_int(fd), c_int(nstype)), "setns")
 
 
 # --- mounts -----------------------------------------------------------------------------------
 
+_mount = _libc("mount")
+_umount2 = _libc("umount2")
+
+
 def mount(source, target, fstype, flags: int = 0, data=None) -> None:
-    ret = libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    ret = _mount(_b(source), _b(target), _b(fstype), c_ulong(flags), _b(data))
     _check(ret, "mount", target)
 
 
 def umount2(target, flags: int = 0) -> None:
-    _check(libc.umount2(_b(target), ctypes.c_int(flags)), "umount", target)
+    _check(_umount2(_b(target), c_int(flags)), "umount", target)
 
 
 def pivot_root(new_root, put_old) -> None:
     _check(_syscall(_SYS_pivot_root, _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
 def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): open ``path`` relative to ``dirfd`` under the ``RESOLVE_*`` constraints."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & (os.O_CREAT | os.O_TMPFILE) else 0, resolve)
-    ret = _syscall(_SYS_openat2, ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
-                   ctypes.c_size_t(ctypes.sizeof(how)))
+    # struct open_how { u64 flags; u64 mode; u64 resolve; }
+    how = struct.pack("=QQQ", flags | os.O_CLOEXEC,
+                      mode if flags & (os.O_CREAT | os.O_TMPFILE) else 0, resolve)
+    ret = _syscall(_SYS_openat2, c_int(dirfd), _b(path), how, c_ulong(len(how)))
     return _check(ret, "open", path)
 
 
 def open_tree(dirfd: int, path, flags: int) -> int:
-    ret = _syscall(_SYS_open_tree, ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags))
+    ret = _syscall(_SYS_open_tree, c_int(dirfd), _b(path), c_uint(flags))
     return _check(ret, "open_tree", path)
 
 
 def move_mount(from_dirfd: int, from_path, to_dirfd: int, to_path, flags: int) -> None:
-    ret = _syscall(_SYS_move_mount, ctypes.c_int(from_dirfd), _b(from_path),
-                   ctypes.c_int(to_dirfd), _b(to_path), ctypes.c_uint(flags))
+    ret = _syscall(_SYS_move_mount, c_int(from_dirfd), _b(from_path),
+                   c_int(to_dirfd), _b(to_path), c_uint(flags))
     _check(ret, "move_mount", to_path)
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
 def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int = 0,
                   propagation: int = 0, userns_fd: int = 0) -> None:
-    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    ret = _syscall(_SYS_mount_setattr, ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags),
-                   ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    # struct mount_attr { u64 attr_set; u64 attr_clr; u64 propagation; u64 userns_fd; }
+    attr = struct.pack("=QQQQ", attr_set, attr_clr, propagation, userns_fd)
+    ret = _syscall(_SYS_mount_setattr, c_int(dirfd), _b(path), c_uint(flags), attr,
+                   c_ulong(len(attr)))
     _check(ret, "mount_setattr", path)
 
 
 # --- processes --------------------------------------------------------------------------------
 
+_prctl = _libc("prctl")
+_sethostname = _libc("sethostname")
+_setdomainname = _libc("setdomainname")
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    ret = libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                     ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
+    ret = _prctl(c_int(option), c_ulong(arg2), c_ulong(arg3), c_ulong(arg4), c_ulong(arg5))
     return _check(ret, "prctl")
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
-    return _check(_syscall(_SYS_pidfd_open, ctypes.c_int(pid), ctypes.c_uint(flags)), "pidfd_open")
+    return _check(_syscall(_SYS_pidfd_open, c_int(pid), c_uint(flags)), "pidfd_open")
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
-    ret = _syscall(_SYS_pidfd_send_signal, ctypes.c_int(pidfd), ctypes.c_int(sig), None,
-                   ctypes.c_uint(0))
+    ret = _syscall(_SYS_pidfd_send_signal, c_int(pidfd), c_int(sig), None, c_uint(0))
     _check(ret, "kill")
-
-
-def execveat(dirfd: int, path, argv, env, flags: int = 0) -> None:
-    """execveat(2); returns only on failure (raising)."""
-    argv_c = (ctypes.c_char_p * (len(argv) + 1))(*[os.fsencode(a) for a in argv], None)
-    env_c = (ctypes.c_char_p * (len(env) + 1))(*[os.fsencode(e) for e in env], None)
-    ret = _syscall(_SYS_execveat, ctypes.c_int(dirfd), _b(path), argv_c, env_c, ctypes.c_int(flags))
-    _check(ret, "exec", path)
 
 
 def sethostname(name: str) -> None:
     data = name.encode()
-    _check(libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")
+    _check(_sethostname(data, c_ulong(len(data))), "sethostname")
 
 
 def setdomainname(name: str) -> None:
     data = name.encode()
-    _check(libc.setdomainname(data, ctypes.c_size_t(len(data))), "setdomainname")
+    _check(_setdomainname(data, c_ulong(len(data))), "setdomainname")
 
 
 def join_session_keyring(name: str | None = None) -> int:
-    ret = _syscall(_SYS_keyctl, ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
+    ret = _syscall(_SYS_keyctl, c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
     return _check(ret, "keyctl")
 
 
@@ -254,47 +313,32 @@ SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
 DEVPTS_SUPER_MAGIC = 0x1CD1
 
-
-class _StatFs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
-                ("f_blocks", ctypes.c_ulong), ("f_bfree", ctypes.c_ulong),
-                ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
-                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2),
-                ("f_namelen", ctypes.c_long), ("f_frsize", ctypes.c_long),
-                ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+_fstatfs = _libc("fstatfs")
+_STATFS_SIZE = 120      # sizeof(struct statfs) on x86_64; f_type is its first field (long)
 
 
 def fstatfs_type(fd: int) -> int:
     """The filesystem magic number of the file open at ``fd``."""
-    buf = _StatFs()
-    _check(libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
-    return buf.f_type
+    buf = buffer(_STATFS_SIZE)
+    _check(_fstatfs(c_int(fd), buf), "fstatfs")
+    return struct.unpack_from("=q", buf.raw)[0]
 
 
 # --- capabilities -----------------------------------------------------------------------------
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+_capset = _libc("capset")
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set this thread's capability sets from 64-bit masks."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i in (0, 1):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(libc.capset(ctypes.byref(header), data), "capset")
+    # struct __user_cap_header_struct { u32 version; int pid; } and two
+    # struct __user_cap_data_struct { u32 effective, permitted, inheritable; } (low, high words)
+    header = struct.pack("=Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    data = b"".join(struct.pack("=III", (effective >> shift) & 0xFFFFFFFF,
+                                (permitted >> shift) & 0xFFFFFFFF,
+                                (inheritable >> shift) & 0xFFFFFFFF) for shift in (0, 32))
+    _check(_capset(header, data), "capset")
 
 
 # --- scheduling, I/O priority, memory policy, personality -------------------------------------
@@ -302,54 +346,43 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 _SYS_ioprio_set = 251
 _SYS_set_mempolicy = 238
 _SYS_sched_setattr = 314
-
-
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
-                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
-                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
-                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
-                ("sched_util_min", ctypes.c_uint32), ("sched_util_max", ctypes.c_uint32)]
+_personality = _libc("personality")
 
 
 def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
                   runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
-    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
-                      deadline, period, 0, 0)
-    _check(_syscall(_SYS_sched_setattr, ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)),
-           "sched_setattr")
+    # struct sched_attr { u32 size; u32 policy; u64 flags; s32 nice; u32 priority;
+    #                     u64 runtime, deadline, period; u32 util_min, util_max; }
+    layout = "=IIQiIQQQII"
+    attr = struct.pack(layout, struct.calcsize(layout), policy, flags, nice, priority,
+                       runtime, deadline, period, 0, 0)
+    _check(_syscall(_SYS_sched_setattr, c_int(0), attr, c_uint(0)), "sched_setattr")
 
 
 def ioprio_set(ioprio: int) -> None:
-    _check(_syscall(_SYS_ioprio_set, ctypes.c_int(1), ctypes.c_int(0), ctypes.c_int(ioprio)),
-           "ioprio_set")
+    _check(_syscall(_SYS_ioprio_set, c_int(1), c_int(0), c_int(ioprio)), "ioprio_set")
 
 
 def set_mempolicy(mode: int, nodes: list[int]) -> None:
     maxnode = (max(nodes) + 1) if nodes else 0
-    words = (maxnode + 63) // 64 or 1
-    mask = (ctypes.c_ulong * words)()
+    words = [0] * ((maxnode + 63) // 64 or 1)
     for node in nodes:
-        mask[node // 64] |= 1 << (node % 64)
-    _check(_syscall(_SYS_set_mempolicy, ctypes.c_int(mode), mask if nodes else None,
-                    ctypes.c_ulong(maxnode + 1 if nodes else 0)), "set_mempolicy")
+        words[node // 64] |= 1 << (node % 64)
+    mask = struct.pack(f"={len(words)}Q", *words)
+    _check(_syscall(_SYS_set_mempolicy, c_int(mode), mask if nodes else None,
+                    c_ulong(maxnode + 1 if nodes else 0)), "set_mempolicy")
 
 
 def personality(persona: int) -> None:
-    _check(libc.personality(ctypes.c_ulong(persona)), "personality")
+    _check(_personality(c_ulong(persona)), "personality")
 
 
 _SYS_rt_sigaction = 13
 
 
-class _KernelSigaction(ctypes.Structure):
-    _fields_ = [("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong),
-                ("restorer", ctypes.c_void_p), ("mask", ctypes.c_ulong)]
-
-
 def signal_default(sig: int) -> None:
     """rt_sigaction(sig, SIG_DFL) straight to the kernel: glibc refuses the signals it reserves
     (32, 33), which a caller may nevertheless have left ignored."""
-    act = _KernelSigaction(None, 0, None, 0)
-    _check(_syscall(_SYS_rt_sigaction, ctypes.c_int(sig), ctypes.byref(act), None,
-                    ctypes.c_size_t(8)), "rt_sigaction")
+    # struct kernel_sigaction { handler; unsigned long flags; restorer; sigset_t mask (8 bytes) }
+    act = struct.pack("=QQQQ", 0, 0, 0, 0)      # SIG_DFL, no flags, no restorer, empty mask
+    _check(_syscall(_SYS_rt_sigaction, c_int(sig), act, None, c_ulong(8)), "rt_sigaction")
