@@ -16,7 +16,7 @@ Per the spec, a name that cannot be mapped to the running kernel is a warning, n
 """
 
 from pyrunc.linux import sys as k
-from pyrunc.validate import CAPABILITIES as NAMES   # capabilities(7), in bit order
+from pyrunc.spec import CAPABILITIES as NAMES   # capabilities(7), in bit order
 
 NUMBERS = {name: i for i, name in enumerate(NAMES)}
 _SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")

@@ -86,8 +86,6 @@ def _need(command: str, args: list[str], exactly: int | None = None, at_least: i
 
 def _create_options(flags: dict):
     from pyrunc.container import CreateOptions
-    if flags["preserve-fds"] < 0:
-        raise UsageError("--preserve-fds must not be negative")
     return CreateOptions(bundle=flags["bundle"], console_socket=flags["console-socket"],
                          pid_file=flags["pid-file"], no_pivot=flags["no-pivot"],
                          no_new_keyring=flags["no-new-keyring"],
@@ -112,19 +110,35 @@ def _passed_fds(name: str, flags: dict) -> int:
 
 # --- commands -----------------------------------------------------------------------------------
 
+def _fork_setup_child(container_id: str, flags: dict):
+    """create/run: check what can be checked without loading anything, then fork the stage-1
+    child at once (see :mod:`pyrunc.launch`: it works on the other core meanwhile)."""
+    if flags["preserve-fds"] < 0:
+        raise UsageError("--preserve-fds must not be negative")
+    from pyrunc import launch, state
+    state.check_id(container_id)
+    listen = os.environ.get("LISTEN_FDS", "")
+    listen_fds = int(listen) if listen.isdigit() else 0
+    return launch.fork_setup_child(container_id, os.path.abspath(flags["bundle"]),
+                                   flags["no-pivot"], flags["no-new-keyring"],
+                                   listen_fds + flags["preserve-fds"], listen_fds)
+
+
 def cmd_create(g, flags, args):
     _need("create", args, exactly=1)
+    child = _fork_setup_child(args[0], flags)
     from pyrunc import container
-    c, _ = container.create(g["root"], args[0], _create_options(flags))
+    c, _ = container.create(g["root"], args[0], _create_options(flags), child)
     c.close()
     return 0
 
 
 def cmd_run(g, flags, args):
     _need("run", args, exactly=1)
+    child = _fork_setup_child(args[0], flags)
     from pyrunc import container
-    return container.run(g["root"], args[0], _create_options(flags), detach=flags["detach"],
-                         keep=flags["keep"])
+    return container.run(g["root"], args[0], _create_options(flags), child,
+                         detach=flags["detach"], keep=flags["keep"])
 
 
 def cmd_start(g, flags, args):

@@ -33,54 +33,54 @@ class CreateOptions:
 
 # --- create -------------------------------------------------------------------------------------
 
-def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool = False):
-    """Create the container; returns (record, pty master or None when kept for ``run``)."""
+def create(root: str, container_id: str, opts: CreateOptions, child, attached: bool = False):
+    """Create the container; returns (record, pty master or None).
+
+    ``child``: the stage-1 child :func:`pyrunc.launch.fork_setup_child` forked for it, which
+    loads the init's modules meanwhile; it is killed if the container is refused.
+    ``attached``: the caller waits for the container (``run`` in the foreground): it becomes the
+    init's reaper, and keeps the pty master when there is no console socket to send it to.
+    """
     from pyrunc import spec as speclib
     from pyrunc import sync
     from pyrunc.cgroups import warm
-    state.check_id(container_id)
+    ch = sync.Channel(child.sock)
     bundle = os.path.abspath(opts.bundle)
     log.debug("create: start")
-    # first, while nothing of ours is open: a descriptor we opened must not pass for a preserved one
-    extra_fds, listen_fds = _passed_fds(opts)
-    config = speclib.read_config(bundle)
-    ch, child_end = sync.Channel.pair()
-    # The stage-1 child starts now, on the other core: it loads the init's modules and parses
-    # these same bytes while we check them; until GO it has done nothing visible (sync.py).
-    child = os.fork()
-    if child == 0:
-        ch.close()
-        from pyrunc import init
-        init.setup_child(child_end, container_id, bundle, config, opts.no_pivot,
-                         opts.no_new_keyring)      # never returns
-    child_end.close()
     c = mgr = console = None
     try:
-        spec = speclib.parse_config(config, bundle)
+        spec = speclib.parse_config(child.config, bundle)
         log.debug("create: config loaded")
         _check_create(spec, opts)
+        if attached:
+            # the init is our grandchild (stage 1 forks it and exits): to wait for it, we must
+            # be its reaper before stage 1 can exit, i.e. before GO
+            from pyrunc.linux import sys as k
+            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+        cgroup = _cgroup_manager(container_id, spec)
         c = state.create(root, container_id)
         c.bundle, c.rootfs, c.created = bundle, spec.root_path, state.now_rfc3339()
         c.annotations, c.config = spec.annotations, spec.raw
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
         c.save()
-        os.mkfifo(c.fifo_path, 0o622)
+        _go(ch, c, spec)
+        log.debug("create: child released")
+        # the rest of the parent's side runs while the child sets up
+        os.mkfifo(c.fifo_path, 0o622)   # the init opens it after READY
         os.chmod(c.fifo_path, 0o622)    # past the umask: a user-namespaced init must open it
         if opts.console_socket:
             from pyrunc import terminal
             console = terminal.connect_console_socket(opts.console_socket)
-        _go(ch, c, spec, extra_fds, listen_fds)
-        log.debug("create: child released")
-        mgr = _create_cgroup(c, spec)
+        mgr = _create_cgroup(c, cgroup, spec)
         log.debug("create: cgroup made")
-        master = _drive_setup(c, spec, ch, child, mgr)
+        master = _drive_setup(c, spec, ch, child.pid, mgr)
         if master is not None:
             if console is not None:
                 from pyrunc import terminal
                 terminal.send_master(console, master)
                 os.close(master)
                 master = None
-            elif not keep_console:
+            elif not attached:
                 os.close(master)
                 raise SetupError("process.terminal is set: --console-socket is required")
         c.creator = None
@@ -89,7 +89,7 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             foreground.write_pid_file(opts.pid_file, c.pid)
         return c, master
     except BaseException as err:
-        _abort(c, child, mgr)
+        _abort(c, child.pid, mgr)
         if c is None:
             raise       # refused before the ID was claimed: the error speaks for itself
         if _is_hook_failure(err):
@@ -106,14 +106,13 @@ def create(root: str, container_id: str, opts: CreateOptions, keep_console: bool
             console.close()
 
 
-def _go(ch, c, spec, extra_fds: int, listen_fds: int) -> None:
+def _go(ch, c, spec) -> None:
     """Release the stage-1 child with what it could not know when it was forked."""
     from pyrunc import sync
     idmapped = _idmapped_trees(spec)
     state_fd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        ch.send_or_explain(sync.GO, fds=[state_fd, *idmapped.values()], extra_fds=extra_fds,
-                           listen_fds=listen_fds, idmapped=list(idmapped))
+        ch.send_or_explain(sync.GO, fds=[state_fd, *idmapped.values()], idmapped=list(idmapped))
     finally:
         os.close(state_fd)
         for fd in idmapped.values():
@@ -153,19 +152,21 @@ def _os_message(err: OSError) -> str:
 
 def _check_create(spec, opts: CreateOptions) -> None:
     """Checks that need the host, before anything is created."""
-    from pyrunc import capabilities, namespaces, validate
-    from pyrunc import process as proclib
+    from pyrunc import validate
     for warning in validate.config_warnings(spec.raw):
         log.warn(warning)
     if spec.process is not None:
-        proclib.check_rlimits(spec.process.rlimits)
+        # (rlimit names need no check here: the schema enumerates them)
         if spec.process.capabilities is not None:
+            from pyrunc import capabilities
             for warning in (capabilities.warnings(spec.process.capabilities) +
                             capabilities.restrict_to_grantable(spec.process.capabilities)):
                 log.warn(warning)
     if not spec.linux.namespace("mount"):
         raise SetupError("config.json: linux.namespaces: a mount namespace is required")
-    namespaces.check_paths(spec.linux.namespaces)
+    if any(ns.path for ns in spec.linux.namespaces):
+        from pyrunc import namespaces
+        namespaces.check_paths(spec.linux.namespaces)
     if not os.path.isdir(spec.root_path):
         raise SetupError(f"config.json: root.path: {spec.root_path} is not a directory")
     _check_lsm(spec)
@@ -177,20 +178,6 @@ def _check_create(spec, opts: CreateOptions) -> None:
     if opts.console_socket:
         from pyrunc import terminal
         terminal.check_socket_path(opts.console_socket)
-
-
-def _passed_fds(opts: CreateOptions) -> tuple[int, int]:
-    """(descriptors passed on after stdio, how many of them are $LISTEN_FDS); each must be open."""
-    listen_fds = 0
-    if os.environ.get("LISTEN_FDS", "").isdigit():
-        listen_fds = int(os.environ["LISTEN_FDS"])
-    extra = listen_fds + opts.preserve_fds
-    for fd in range(3, 3 + extra):
-        try:
-            os.fstat(fd)
-        except OSError:
-            raise SetupError(f"--preserve-fds {opts.preserve_fds}: fd {fd} is not open") from None
-    return extra, listen_fds
 
 
 def _check_lsm(spec) -> None:
@@ -215,10 +202,17 @@ def _lsm_enabled(name: str) -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
-def _create_cgroup(c, spec):
-    """The container's cgroup, with its resources set (the init joins it in _drive_setup)."""
+def _cgroup_manager(container_id: str, spec):
+    """The manager of the container's cgroup: paths worked out, nothing made yet.  Before the
+    ID is claimed, while the stage-1 child still loads its modules; never destroy it unmade —
+    for a duplicate ID it names another container's cgroup."""
     from pyrunc import cgroups
-    mgr = cgroups.new_manager(spec.linux.cgroups_path, c.id)
+    return cgroups.new_manager(spec.linux.cgroups_path, container_id)
+
+
+def _create_cgroup(c, mgr, spec):
+    """Make the container's cgroup, with its resources set (the init joins it in _drive_setup);
+    returns the manager, now responsible for what it made."""
     # linux.devices nodes are not allowed implicitly: resources.devices decides, in its order
     # (engines list the nodes they add there; runc behaves the same)
     mgr.create(spec.linux.resources)
@@ -227,10 +221,11 @@ def _create_cgroup(c, spec):
 
 
 def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
-    from pyrunc import namespaces, sync
+    from pyrunc import sync
     from pyrunc.cgroups import warm
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
+        from pyrunc import namespaces
         ch.expect(sync.USERNS)
         namespaces.write_id_maps(child, spec.linux.uid_mappings, spec.linux.gid_mappings)
         ch.send_or_explain(sync.PROCEED)
@@ -352,8 +347,8 @@ def _gone(pidfd: int) -> bool:
 
 
 def _poststart(c) -> None:
-    hooks = _stored_hooks(c)
-    if not hooks.poststart:
+    hooks = _stored_hooks(c, "poststart")
+    if hooks is None:
         return
     from pyrunc import hooks as hooklib
     try:
@@ -364,21 +359,25 @@ def _poststart(c) -> None:
         raise SetupError(f"start {c.id}: {err}; the container was stopped") from None
 
 
-def _stored_hooks(c):
+def _stored_hooks(c, key: str):
+    """The container's saved config's hooks when it has ``hooks.<key>`` ones, else None — the
+    config parser loads only for containers that have hooks to run."""
+    section = c.config.get("hooks") if isinstance(c.config, dict) else None
+    if not isinstance(section, dict) or not section.get(key):
+        return None
     from pyrunc import spec as speclib
     return speclib.parse_hooks(c.config)
 
 
-def run(root: str, container_id: str, opts: CreateOptions, detach: bool, keep: bool) -> int:
+def run(root: str, container_id: str, opts: CreateOptions, child, detach: bool,
+        keep: bool) -> int:
     """create + start; in the foreground, wait and return the exit code (128+signal)."""
     if detach:
-        c, _ = create(root, container_id, opts)
+        c, _ = create(root, container_id, opts, child)
         c.close()
         start(root, container_id)
         return 0
-    from pyrunc.linux import sys as k
-    k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-    c, master = create(root, container_id, opts, keep_console=not opts.console_socket)
+    c, master = create(root, container_id, opts, child, attached=True)
     pidfd = proc.open_pidfd(c.pid, c.start_time)
     foreground.forward_signals(pidfd)   # before the program starts: no signal may be lost
     try:
@@ -485,13 +484,14 @@ def delete(root: str, container_id: str, force: bool) -> None:
             _kill_everything(c)
         if c.cgroup:
             c.cgroup_manager().destroy()
-        hooks = _stored_hooks(c)
+        hooks = _stored_hooks(c, "poststop")
         final_state = jsonio.dumps(c.oci_state("stopped"))
         state.remove(c)
     finally:
         c.close()
-    if hooks.poststop:
-        from pyrunc import hooks as hooklib
+    if hooks is None:
+        return
+    from pyrunc import hooks as hooklib
     for i, hook in enumerate(hooks.poststop):
         try:
             hooklib.run(hook, final_state, f"hooks.poststop[{i}]")

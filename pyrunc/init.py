@@ -49,13 +49,15 @@ class Context:
 # --- stage 1 ----------------------------------------------------------------------------------
 
 def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot: bool,
-                no_new_keyring: bool) -> None:
+                no_new_keyring: bool, extra_fds: int, listen_fds: int) -> None:
     """The stage-1 child from its fork, before the parent has checked anything.  Never returns.
 
-    Load every module the init needs and parse the config's bytes (the same ones the parent is
-    validating meanwhile) — work that would otherwise wait for the parent — then wait for
-    ``GO`` with the rest of the context and go on as :func:`stage1`.  Nothing here is visible
-    outside this process, so the parent may simply kill it if it refuses the container.
+    Everything the parent would otherwise be waited for is done before ``GO``, while the parent
+    validates the same bytes and claims the ID: load every module the init needs, parse the
+    config, drop what the runtime may not keep (dumpable, inherited descriptors) and, when the
+    namespaces need neither a path to join nor id maps from the parent, create them.  None of
+    it is visible outside this process, so the parent may simply kill it if it refuses the
+    container.  ``GO`` brings the state directory (and id-mapped trees); then :func:`stage1`.
     """
     try:
         from pyrunc import hooks, process, rootfs  # noqa: F401 - loaded now, used by the init
@@ -65,45 +67,53 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
             # what the parent does to its own copy (and warns about): same host, same answer
             from pyrunc import capabilities
             capabilities.restrict_to_grantable(spec.process.capabilities)
-        fields, fds = channel.expect(sync.GO, with_fds=True)
-        ctx = Context(spec=spec, channel=channel, container_id=container_id, bundle=bundle,
-                      state_dir=fds[0], no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                      extra_fds=fields["extra_fds"], listen_fds=fields["listen_fds"],
-                      idmapped=dict(zip(fields["idmapped"], fds[1:])))
-    except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
-        channel.send_error(*describe(err))
-        os._exit(1)
-    stage1(ctx)
-
-
-def stage1(ctx: Context) -> None:
-    """Enter/create the namespaces and fork the init.  Never returns."""
-    ch = ctx.channel
-    try:
         # Before anything joins or creates a namespace: a non-dumpable process's /proc/<pid>
         # (root, cwd, fd, exe...) is out of reach of other processes, even of one that shares
         # a pid namespace with us or owns a user namespace we enter.  (A process still reaches
         # its own /proc/self/fd, through which the init mounts.)
         k.prctl(k.PR_SET_DUMPABLE, 0)
-        close_inherited(3 + ctx.extra_fds,
-                        keep=(ch.fileno(), ctx.state_dir, *ctx.idmapped.values()))
-        linux = ctx.spec.linux
-        namespaces.join(linux.namespaces)
-        flags = namespaces.new_flags(linux.namespaces)
-        if flags & k.CLONE_NEWUSER:
-            k.unshare(k.CLONE_NEWUSER)
-            ch.send(sync.USERNS)
-            ch.expect(sync.PROCEED)
-        # The cgroup namespace waits for the init (see _join_cgroup); the rest is new now.
-        namespaces.unshare_rest(flags & ~k.CLONE_NEWCGROUP)
-        if flags & k.CLONE_NEWTIME and linux.time_offsets:
-            namespaces.write_time_offsets(linux.time_offsets)
+        close_inherited(3 + extra_fds, keep=(channel.fileno(),))
+        flags = namespaces.new_flags(spec.linux.namespaces)
+        early = not flags & k.CLONE_NEWUSER and not any(ns.path for ns in spec.linux.namespaces)
+        if early:
+            _unshare_rest(spec.linux, flags)
+        fields, fds = channel.expect(sync.GO, with_fds=True)
+        ctx = Context(spec=spec, channel=channel, container_id=container_id, bundle=bundle,
+                      state_dir=fds[0], no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                      extra_fds=extra_fds, listen_fds=listen_fds,
+                      idmapped=dict(zip(fields["idmapped"], fds[1:])))
+    except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
+        channel.send_error(*describe(err))
+        os._exit(1)
+    stage1(ctx, flags, early)
+
+
+def stage1(ctx: Context, flags: int, unshared: bool) -> None:
+    """Enter/create the namespaces (unless ``unshared`` already) and fork the init.
+    Never returns."""
+    ch = ctx.channel
+    try:
+        if not unshared:
+            namespaces.join(ctx.spec.linux.namespaces)
+            if flags & k.CLONE_NEWUSER:
+                k.unshare(k.CLONE_NEWUSER)
+                ch.send(sync.USERNS)
+                ch.expect(sync.PROCEED)
+            _unshare_rest(ctx.spec.linux, flags)
         if sync.fork_reporting_pid(ch) == 0:
             container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
         os._exit(0)
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
         ch.send_error(*describe(err))
         os._exit(1)
+
+
+def _unshare_rest(linux, flags: int) -> None:
+    """Every new namespace but the user one (made first, for the parent to map) and the cgroup
+    one (the init makes it once it is in its cgroup: see container_init's join_cgroup)."""
+    namespaces.unshare_rest(flags & ~(k.CLONE_NEWUSER | k.CLONE_NEWCGROUP))
+    if flags & k.CLONE_NEWTIME and linux.time_offsets:
+        namespaces.write_time_offsets(linux.time_offsets)
 
 
 def _become_root() -> None:

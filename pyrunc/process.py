@@ -25,12 +25,6 @@ RLIMITS = {
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def check_rlimits(rlimits) -> None:
-    for i, rl in enumerate(rlimits):
-        if rl.type not in RLIMITS:
-            raise SetupError(f"config.json: process.rlimits[{i}].type: unknown rlimit {rl.type!r}")
-
-
 def apply_rlimits(rlimits) -> None:
     for rl in rlimits:
         soft = resource.RLIM_INFINITY if rl.soft >= 2**63 else rl.soft

@@ -1,7 +1,8 @@
 """config.json → typed dataclasses, parsed once.
 
-``load_bundle(bundle)`` reads ``<bundle>/config.json``, checks it against the project's schema and
-semantic rules (:mod:`pyrunc.validate`), and returns a :class:`Spec`.  The rest of the runtime reads
+``parse_config(data, bundle)`` takes the bytes of ``<bundle>/config.json`` (read once, by
+:mod:`pyrunc.launch`), checks them against the project's schema and semantic rules
+(:mod:`pyrunc.validate`), and returns a :class:`Spec`.  The rest of the runtime reads
 attributes, never dictionary keys.  Anything the runtime does not interpret itself is kept raw:
 ``linux.resources`` goes as a dict to the cgroup layer (which parses it into its own types), and
 ``Spec.raw`` keeps the whole document for the state file, so nothing later depends on the bundle's
@@ -17,6 +18,19 @@ from pyrunc.record import field, record
 from pyrunc.errors import ConfigError
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+# capabilities(7) as of Linux 6.x, in bit order: CAPABILITIES.index(name) is the bit.
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
 
 
 # --- the types --------------------------------------------------------------------------------
@@ -448,16 +462,6 @@ def parse(doc, bundle: str, checked: bool = False) -> Spec:
                 hooks=parse_hooks(doc), annotations=annotations, linux=_linux(doc), raw=doc)
 
 
-def read_config(bundle: str) -> bytes:
-    """The bytes of ``<bundle>/config.json``, read once: what is checked is what is used."""
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as err:
-        raise ConfigError(f"config.json: {path}: {err.strerror}") from None
-
-
 def parse_config(data: bytes, bundle: str, checked: bool = False) -> Spec:
     """Parse config.json's bytes (see :func:`parse`); ``bundle`` must be absolute."""
     from pyrunc import jsonio
@@ -467,8 +471,3 @@ def parse_config(data: bytes, bundle: str, checked: bool = False) -> Spec:
         raise ConfigError(f"config.json: {os.path.join(bundle, 'config.json')}: "
                           f"invalid JSON: {err}") from None
     return parse(doc, bundle, checked)
-
-
-def load_bundle(bundle: str) -> Spec:
-    """Read and parse ``<bundle>/config.json``; ``bundle`` must be absolute."""
-    return parse_config(read_config(bundle), bundle)

@@ -4,12 +4,13 @@ Three processes take part:
 
 * **parent** — the ``pyrunc create`` (or ``run``) process, in the runtime's namespaces;
 * **stage-1 child** — forked by the parent as soon as it has read config.json, *before* the
-  config is checked: it loads the init's modules and parses the same bytes while the parent
-  validates them, checks the host and claims the ID (two cores, half the wait).  On ``GO`` it
-  joins namespaces given by path, unshares the user namespace, waits for the parent to map it,
-  unshares the rest, and forks the init (a fork is needed: a new pid or time namespace applies
-  to children only).  If the parent refuses the config, it kills this child, which has done
-  nothing visible yet;
+  config is checked (:mod:`pyrunc.launch`): it loads the init's modules and parses the same
+  bytes while the parent validates them, checks the host and claims the ID (two cores, half the
+  wait); when no namespace is joined by path and none is a new user namespace, it creates the
+  namespaces then too.  Otherwise, on ``GO``, it joins namespaces given by path, unshares the
+  user namespace, waits for the parent to map it and unshares the rest.  Then it forks the
+  init (a fork is needed: a new pid or time namespace applies to children only).  If the
+  parent refuses the config, it kills this child, which has done nothing visible yet;
 * **init** — the container's pid 1; sets up the rootfs and the process, then blocks on exec.fifo
   until ``pyrunc start``.
 
@@ -17,8 +18,8 @@ They talk over one ``SOCK_SEQPACKET`` socketpair (message boundaries for free). 
 compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with ``CONSOLE`` as
 ``SCM_RIGHTS``.  In order::
 
-    parent -> child    GO           {"extra_fds", "listen_fds", "idmapped": [mount index...]}
-                                    + fds: the state directory, then the id-mapped trees
+    parent -> child    GO           {"idmapped": [mount index...]} + fds: the state
+                                    directory, then the id-mapped trees
     child  -> parent   USERNS       (only with a new user namespace) "map my ids"
     parent -> child    PROCEED      (only then) ids mapped: go on
     child  -> parent   PID          {"pid": init's pid as the parent sees it}

@@ -38,6 +38,7 @@ ECMA-262, not "before a final newline" as in Python's ``re``.
 import os
 
 from . import jsonio
+from .spec import CAPABILITIES    # the names the schema and the semantic checks accept
 from .errors import ConfigError
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
@@ -60,18 +61,6 @@ OCI_VERSION_MIN = "1.0.0"       # the oldest config.json ociVersion it accepts
 
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
          "poststop")
-# capabilities(7) as of Linux 6.x, in bit order: CAPABILITIES.index(name) is the bit.
-CAPABILITIES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-)
 
 # sysctls a namespace of the container isolates (the rest would change the host).
 _IPC_SYSCTLS = frozenset({

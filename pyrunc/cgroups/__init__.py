@@ -25,9 +25,14 @@ cgroup file and the reason.
 import os
 
 from ..errors import CgroupError
-from .base import Manager
 
-__all__ = ["CgroupError", "Manager", "detect_mode", "load_manager", "new_manager"]
+# The drivers (and .base, which they share) load when a manager is made: importing this package
+# stays cheap for callers that need only part of it (the warm-up thread, frozen()).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .base import Manager
+
+__all__ = ["CgroupError", "detect_mode", "load_manager", "new_manager"]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -42,7 +47,7 @@ def detect_mode(root: str = CGROUP_ROOT) -> str:
     return "legacy"
 
 
-def new_manager(cgroups_path: str | None, container_id: str) -> Manager:
+def new_manager(cgroups_path: str | None, container_id: str) -> "Manager":
     """The manager for ``linux.cgroupsPath`` (``None`` → ``/pyrunc/<id>``); creates nothing."""
     from . import paths
 
@@ -96,7 +101,7 @@ def frozen(saved: dict) -> bool:
     return False
 
 
-def load_manager(saved: dict) -> Manager:
+def load_manager(saved: dict) -> "Manager":
     """Rebuild the manager ``to_state()`` described (from the container's state.json)."""
     if not isinstance(saved, dict):
         raise CgroupError("cgroup: bad saved state")

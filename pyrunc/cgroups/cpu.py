@@ -9,7 +9,6 @@ v1: cpu.shares, cpu.cfs_period_us, cpu.cfs_quota_us, cpu.cfs_burst_us, cpu.rt_pe
 cpu.rt_runtime_us, cpu.idle.  Usage comes from cpuacct.
 """
 
-from __future__ import annotations
 
 import os
 
@@ -43,7 +42,7 @@ def cpu_max(quota: int | None, period: int | None, current: str | None) -> str |
     return f"{q} {p}"
 
 
-def set_v2(d: str, c: CPU, update: bool = False) -> None:
+def set_v2(d: str, c: "CPU", update: bool = False) -> None:
     for key, value in (("realtimeRuntime", c.realtime_runtime),
                        ("realtimePeriod", c.realtime_period)):
         if value:
@@ -60,7 +59,7 @@ def set_v2(d: str, c: CPU, update: bool = False) -> None:
         files.write(d, "cpu.idle", c.idle, f"{F}.idle")
 
 
-def set_v1(d: str, c: CPU, update: bool = False) -> None:
+def set_v1(d: str, c: "CPU", update: bool = False) -> None:
     if c.shares is not None:
         files.write(d, "cpu.shares", c.shares, f"{F}.shares")
         got = files.read_int(d, "cpu.shares")

@@ -5,7 +5,6 @@ a task cannot join a cgroup with no CPUs: every directory we create gets its par
 first (:func:`init_v1`).
 """
 
-from __future__ import annotations
 
 import os
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 F = "linux.resources.cpu"
 
 
-def set_cpuset(d: str, c: CPU, update: bool = False) -> None:
+def set_cpuset(d: str, c: "CPU", update: bool = False) -> None:
     # When both shrink and grow, mems then cpus or the reverse can matter on v1 only for
     # exclusive sets, which we never make; write cpus first like everyone else.
     if c.cpus is not None:

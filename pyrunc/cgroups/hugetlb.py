@@ -7,7 +7,6 @@ v2 hugetlb.<size>.max and hugetlb.<size>.rsvd.max; v1 hugetlb.<size>.limit_in_by
 hugetlb.<size>.rsvd.limit_in_bytes.
 """
 
-from __future__ import annotations
 
 import os
 
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 F = "linux.resources.hugepageLimits"
 
 
-def _set(d: str, limits: list[HugepageLimit], limit_file: str, rsvd_file: str) -> None:
+def _set(d: str, limits: "list[HugepageLimit]", limit_file: str, rsvd_file: str) -> None:
     for i, h in enumerate(limits):
         field = f"{F}[{i}]"
         name = limit_file.format(h.page_size)
@@ -36,11 +35,11 @@ def _set(d: str, limits: list[HugepageLimit], limit_file: str, rsvd_file: str) -
             files.write(d, rsvd, h.limit, f"{field}.limit")
 
 
-def set_v2(d: str, limits: list[HugepageLimit], update: bool = False) -> None:
+def set_v2(d: str, limits: "list[HugepageLimit]", update: bool = False) -> None:
     _set(d, limits, "hugetlb.{}.max", "hugetlb.{}.rsvd.max")
 
 
-def set_v1(d: str, limits: list[HugepageLimit], update: bool = False) -> None:
+def set_v1(d: str, limits: "list[HugepageLimit]", update: bool = False) -> None:
     _set(d, limits, "hugetlb.{}.limit_in_bytes", "hugetlb.{}.rsvd.limit_in_bytes")
 
 

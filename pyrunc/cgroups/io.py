@@ -9,7 +9,6 @@ Throttles: v2 io.max ``MAJ:MIN rbps=N`` (a rate of 0 means ``max``), v1
 blkio.throttle.{read,write}_{bps,iops}_device ``MAJ:MIN N``.
 """
 
-from __future__ import annotations
 
 
 from ..errors import CgroupError
@@ -44,7 +43,7 @@ def _v2_weight_writer(d: str):
     return "io.weight", weight_to_v2
 
 
-def set_v2(d: str, b: BlockIO, update: bool = False) -> None:
+def set_v2(d: str, b: "BlockIO", update: bool = False) -> None:
     if b.leaf_weight:
         raise CgroupError(f"{F}.leafWeight: not supported on cgroup v2")
     name, convert = _v2_weight_writer(d)
@@ -64,7 +63,7 @@ def set_v2(d: str, b: BlockIO, update: bool = False) -> None:
                         f"{F}.{_V2_KEYS[kind]}[{i}]")
 
 
-def set_v1(d: str, b: BlockIO, update: bool = False) -> None:
+def set_v1(d: str, b: "BlockIO", update: bool = False) -> None:
     prefix = "blkio.bfq." if not files.exists(d, "blkio.weight") and \
         files.exists(d, "blkio.bfq.weight") else "blkio."
     if b.weight is not None:

@@ -11,7 +11,6 @@ memory.kmem[.tcp].limit_in_bytes, memory.swappiness, memory.oom_control, memory.
 The kernel keeps ``limit <= memsw``, so the two are written in the order that keeps it true.
 """
 
-from __future__ import annotations
 
 
 from ..errors import CgroupError
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 F = "linux.resources.memory"
 
 
-def check(m: Memory) -> None:
+def check(m: "Memory") -> None:
     """Driver-independent consistency of limit and swap."""
     if m.swap is not None and m.swap != -1 and m.limit is not None:
         if m.limit == -1:
@@ -58,7 +57,7 @@ def _v2_value(n: int) -> str:
     return "max" if n == -1 else str(n)
 
 
-def set_v2(d: str, m: Memory, update: bool = False) -> None:
+def set_v2(d: str, m: "Memory", update: bool = False) -> None:
     check(m)
     if m.swappiness is not None:
         raise CgroupError(f"{F}.swappiness: not supported on cgroup v2")
@@ -87,7 +86,7 @@ def set_v2(d: str, m: Memory, update: bool = False) -> None:
         files.write(d, "memory.low", _v2_value(m.reservation), f"{F}.reservation")
 
 
-def set_v1(d: str, m: Memory, update: bool = False) -> None:
+def set_v1(d: str, m: "Memory", update: bool = False) -> None:
     check(m)
     has_memsw = files.exists(d, "memory.memsw.limit_in_bytes")
     swap = m.swap

@@ -2,7 +2,6 @@
 net_prio.ifpriomap ``<interface> <priority>``.  cgroup v2 has no such controllers (use eBPF
 socket programs instead): asking for them there is an error raised by the managers."""
 
-from __future__ import annotations
 
 
 from . import files
@@ -16,11 +15,11 @@ if TYPE_CHECKING:
 F = "linux.resources.network"
 
 
-def set_classid(d: str, n: Network) -> None:
+def set_classid(d: str, n: "Network") -> None:
     if n.class_id is not None:
         files.write(d, "net_cls.classid", n.class_id, f"{F}.classID")
 
 
-def set_priorities(d: str, n: Network) -> None:
+def set_priorities(d: str, n: "Network") -> None:
     for i, (name, prio) in enumerate(n.priorities):
         files.write(d, "net_prio.ifpriomap", f"{name} {prio}", f"{F}.priorities[{i}]")

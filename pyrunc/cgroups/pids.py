@@ -1,7 +1,6 @@
 """pids controller: ``linux.resources.pids.limit`` → pids.max (``max`` for -1; 0 is a real
 limit: no new tasks).  Same file on v1 and v2."""
 
-from __future__ import annotations
 
 
 from . import files
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
 F = "linux.resources.pids.limit"
 
 
-def set_pids(d: str, p: Pids, update: bool = False) -> None:
+def set_pids(d: str, p: "Pids", update: bool = False) -> None:
     files.write(d, "pids.max", "max" if p.limit == -1 else p.limit, F)
 
 

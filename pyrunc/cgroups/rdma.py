@@ -1,7 +1,6 @@
 """rdma controller: ``linux.resources.rdma`` → rdma.max ``<device> hca_handle=N hca_object=M``
 (same file and syntax on v1 and v2; the kernel refuses devices it does not know)."""
 
-from __future__ import annotations
 
 
 from . import files
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
 F = "linux.resources.rdma"
 
 
-def line(r: Rdma) -> str:
+def line(r: "Rdma") -> str:
     parts = [r.device]
     if r.hca_handles is not None:
         parts.append(f"hca_handle={r.hca_handles}")
@@ -24,6 +23,6 @@ def line(r: Rdma) -> str:
     return " ".join(parts)
 
 
-def set_rdma(d: str, limits: list[Rdma], update: bool = False) -> None:
+def set_rdma(d: str, limits: "list[Rdma]", update: bool = False) -> None:
     for r in limits:
         files.write(d, "rdma.max", line(r), f"{F}.{r.device}")

@@ -13,7 +13,6 @@ directories their parent's cpus/mems (v1 starts them empty); write resources con
 controller; devices (devices.deny ``a`` then the rules); on failure remove what was made.
 """
 
-from __future__ import annotations
 
 import os
 from _signal import SIGKILL
@@ -133,7 +132,7 @@ class V1Manager(base.Manager):
         node_rules = [DeviceRule(True, t, major, minor, "rwm") for t, major, minor in self.nodes]
         self._set(parse(resources), update=True, node_rules=node_rules)
 
-    def _set(self, res: Resources, update: bool, node_rules: list[DeviceRule]) -> None:
+    def _set(self, res: "Resources", update: bool, node_rules: "list[DeviceRule]") -> None:
         from . import devices as dev
 
         v2_only = self._v2_needs(res)
@@ -190,7 +189,7 @@ class V1Manager(base.Manager):
             else:
                 raise CgroupError(f"{R}.devices: no devices cgroup is mounted")
 
-    def _v2_needs(self, res: Resources) -> dict[str, str]:
+    def _v2_needs(self, res: "Resources") -> dict[str, str]:
         """Controllers this v1 host only has on the unified hierarchy that ``res`` needs."""
         need = {}
         if res.hugepage_limits and "hugetlb" not in self.dirs:

@@ -11,7 +11,6 @@ create:
   on any failure the new directories are removed again.
 """
 
-from __future__ import annotations
 
 import os
 from _signal import SIGKILL
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 R = "linux.resources"
 
 
-def needed_controllers(res: Resources) -> dict[str, str]:
+def needed_controllers(res: "Resources") -> dict[str, str]:
     """controller → the field that needs it."""
     need = {}
     if res.memory:
@@ -140,7 +139,7 @@ class V2Manager(base.Manager):
         node_rules = [DeviceRule(True, t, major, minor, "rwm") for t, major, minor in self.nodes]
         self._set(parse(resources), update=True, node_rules=node_rules)
 
-    def _set(self, res: Resources, update: bool, node_rules: list[DeviceRule]) -> None:
+    def _set(self, res: "Resources", update: bool, node_rules: "list[DeviceRule]") -> None:
         from . import devices as dev
 
         if res.network and (res.network.class_id is not None or res.network.priorities):
