@@ -33,13 +33,16 @@ class CreateOptions:
 
 # --- create -------------------------------------------------------------------------------------
 
-def create(root: str, container_id: str, opts: CreateOptions, child, attached: bool = False):
+def create(root: str, container_id: str, opts: CreateOptions, child, attached: bool = False,
+           starting: bool = False):
     """Create the container; returns (record, pty master or None).
 
     ``child``: the stage-1 child :func:`pyrunc.launch.fork_setup_child` forked for it, which
     loads the init's modules meanwhile; it is killed if the container is refused.
     ``attached``: the caller waits for the container (``run`` in the foreground): it becomes the
     init's reaper, and keeps the pty master when there is no console socket to send it to.
+    ``starting``: the caller starts it at once (``run``): exec.fifo's read end is opened now, so
+    the init goes on to exec as soon as it is ready instead of waiting for :func:`_release`.
     """
     from pyrunc import spec as speclib
     from pyrunc import sync
@@ -49,15 +52,14 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     log.debug("create: start")
     c = mgr = console = None
     try:
-        spec = speclib.parse_config(child.config, bundle)
-        log.debug("create: config loaded")
-        _check_create(spec, opts)
         if attached:
             # the init is our grandchild (stage 1 forks it and exits): to wait for it, we must
             # be its reaper before stage 1 can exit, i.e. before GO
             from pyrunc.linux import sys as k
             k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-        cgroup = _cgroup_manager(container_id, spec)
+        spec = speclib.parse_config(child.config, bundle)
+        log.debug("create: config loaded")
+        _check_create(spec, opts)
         c = state.create(root, container_id)
         c.bundle, c.rootfs, c.created = bundle, spec.root_path, state.now_rfc3339()
         c.annotations, c.config = spec.annotations, spec.raw
@@ -68,10 +70,12 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         # the rest of the parent's side runs while the child sets up
         os.mkfifo(c.fifo_path, 0o622)   # the init opens it after READY
         os.chmod(c.fifo_path, 0o622)    # past the umask: a user-namespaced init must open it
+        if starting:
+            c.fifo_fd = os.open(c.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         if opts.console_socket:
             from pyrunc import terminal
             console = terminal.connect_console_socket(opts.console_socket)
-        mgr = _create_cgroup(c, cgroup, spec)
+        mgr = _create_cgroup(c, spec)
         log.debug("create: cgroup made")
         master = _drive_setup(c, spec, ch, child.pid, mgr)
         if master is not None:
@@ -151,7 +155,8 @@ def _os_message(err: OSError) -> str:
 
 
 def _check_create(spec, opts: CreateOptions) -> None:
-    """Checks that need the host, before anything is created."""
+    """Checks that need the host, before anything is created (the setup child checked the
+    config itself, and logged its warnings)."""
     from pyrunc import validate
     for warning in validate.config_warnings(spec.raw):
         log.warn(warning)
@@ -202,17 +207,11 @@ def _lsm_enabled(name: str) -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
-def _cgroup_manager(container_id: str, spec):
-    """The manager of the container's cgroup: paths worked out, nothing made yet.  Before the
-    ID is claimed, while the stage-1 child still loads its modules; never destroy it unmade —
-    for a duplicate ID it names another container's cgroup."""
-    from pyrunc import cgroups
-    return cgroups.new_manager(spec.linux.cgroups_path, container_id)
-
-
-def _create_cgroup(c, mgr, spec):
+def _create_cgroup(c, spec):
     """Make the container's cgroup, with its resources set (the init joins it in _drive_setup);
     returns the manager, now responsible for what it made."""
+    from pyrunc import cgroups
+    mgr = cgroups.new_manager(spec.linux.cgroups_path, c.id)
     # linux.devices nodes are not allowed implicitly: resources.devices decides, in its order
     # (engines list the nodes they add there; runc behaves the same)
     mgr.create(spec.linux.resources)
@@ -236,11 +235,12 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
     warm.stop()
     log.debug("create: init in its cgroup")
-    ch.send_or_explain(sync.CGROUP)
-    foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
     if spec.linux.net_devices:
+        # before the init goes on: its hooks and its program must find the devices in place
         from pyrunc import netdev
         netdev.move(spec.linux.net_devices, c.pid)
+    ch.send_or_explain(sync.CGROUP)
+    foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
     if spec.hooks.prestart or spec.hooks.create_runtime:
         from pyrunc import hooks as hooklib
         ch.expect(sync.HOOKS)
@@ -292,13 +292,17 @@ def start(root: str, container_id: str) -> None:
     c = state.load(root, container_id, lock=True)
     try:
         c.require("start")
-        if not c.config.get("process"):
-            raise StateError(f"cannot start container \"{container_id}\": process is not set in "
-                             "its config.json")
-        _release(c)
-        _poststart(c)
+        _start(c)
     finally:
         c.close()
+
+
+def _start(c) -> None:
+    if not c.config.get("process"):
+        raise StateError(f"cannot start container \"{c.id}\": process is not set in "
+                         "its config.json")
+    _release(c)
+    _poststart(c)
 
 
 def _release(c) -> None:
@@ -307,8 +311,10 @@ def _release(c) -> None:
     pidfd = proc.open_pidfd(c.pid, c.start_time)
     if pidfd is None:
         raise StateError(f'cannot start container "{c.id}": its init has exited')
+    fifo, c.fifo_fd = c.fifo_fd, None
     try:
-        fifo = os.open(c.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if fifo is None:
+            fifo = os.open(c.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         os.close(pidfd)
         raise StateError(f'cannot start container "{c.id}": it was already started') from None
@@ -373,16 +379,21 @@ def run(root: str, container_id: str, opts: CreateOptions, child, detach: bool,
         keep: bool) -> int:
     """create + start; in the foreground, wait and return the exit code (128+signal)."""
     if detach:
-        c, _ = create(root, container_id, opts, child)
-        c.close()
-        start(root, container_id)
+        c, _ = create(root, container_id, opts, child, starting=True)
+        try:
+            _start(c)
+        finally:
+            c.close()
         return 0
-    c, master = create(root, container_id, opts, child, attached=True)
+    # Signals are caught from now on and kept until the container's program runs (the init may
+    # exec before create returns: exec.fifo is opened ahead); then they go to it, in order.
+    # Delivered earlier, they would kill the runtime's own init half-way.
+    forwarder = foreground.SignalForwarder()
+    c, master = create(root, container_id, opts, child, attached=True, starting=True)
     pidfd = proc.open_pidfd(c.pid, c.start_time)
-    foreground.forward_signals(pidfd)   # before the program starts: no signal may be lost
     try:
-        _release(c)
-        _poststart(c)
+        _start(c)
+        forwarder.target(pidfd)
     except BaseException:
         c.close()
         _delete_after_run(root, container_id)

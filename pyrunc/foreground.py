@@ -31,25 +31,55 @@ def write_pid_file(path: str, pid: int) -> None:
         raise SetupError(f"pid file {path}: {err.strerror}") from None
 
 
-def forward_signals(pidfd: int) -> None:
-    """Every signal we can catch goes on to the process behind ``pidfd``."""
-    import _signal
+class SignalForwarder:
+    """Every signal we can catch goes on to the process behind a pidfd.
 
-    def forward(sig, _frame):
+    Installed before the process exists: until :meth:`target` names it, signals are kept, and
+    delivered in order then.  None is lost, and none kills us while the container lives.
+    """
+
+    def __init__(self):
+        import _signal
+        self.pidfd = None
+        self.pending: list[int] = []
+        skip = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGKILL, _signal.SIGSTOP,
+                _signal.SIGURG, _signal.SIGPIPE}
+        for sig in range(1, _signal.NSIG):
+            if sig in skip:
+                continue
+            try:
+                _signal.signal(sig, self._caught)
+            except (OSError, ValueError, RuntimeError):
+                pass
+
+    def _caught(self, sig, _frame) -> None:
+        if self.pidfd is None:
+            self.pending.append(sig)
+        else:
+            self._send(sig)
+
+    def _send(self, sig: int) -> None:
+        if self.pidfd is None:
+            return
         try:
-            proc.signal_pidfd(pidfd, sig)
+            proc.signal_pidfd(self.pidfd, sig)
         except OSError:
             pass
 
-    skip = {_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGKILL, _signal.SIGSTOP,
-            _signal.SIGURG, _signal.SIGPIPE}
-    for sig in range(1, _signal.NSIG):
-        if sig in skip:
-            continue
-        try:
-            _signal.signal(sig, forward)
-        except (OSError, ValueError, RuntimeError):
-            pass
+    def target(self, pidfd: int | None) -> None:
+        """Forward to the process behind ``pidfd`` from now on, the kept signals first (None:
+        the process is gone, there is nobody to tell)."""
+        self.pidfd = pidfd
+        self.pending, pending = [], self.pending
+        for sig in pending:
+            self._send(sig)
+
+
+def forward_signals(pidfd: int) -> SignalForwarder:
+    """Forward every signal we can catch to the process behind ``pidfd``."""
+    forwarder = SignalForwarder()
+    forwarder.target(pidfd)
+    return forwarder
 
 
 def wait(pid: int, pidfd: int, master: int | None) -> int:

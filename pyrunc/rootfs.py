@@ -508,7 +508,7 @@ def write_sysctls(sysctl: dict[str, str]) -> None:
         return
     procfd = _open_proc()
     try:
-        from pyrunc.validate import sysctl_relpath
+        from pyrunc.spec import sysctl_relpath     # loaded before pivot_root (by the parse)
         for key, value in sysctl.items():
             rel = "sys/" + sysctl_relpath(key)      # validated: never None here
             try:

@@ -33,6 +33,19 @@ CAPABILITIES = (
 )
 
 
+def sysctl_relpath(key):
+    """The file under /proc/sys for a sysctl key (``net.ipv4.ip_forward`` or ``net/ipv4/...``).
+
+    With a ``/`` in the key, ``/`` separates components and dots are literal (as in sysctl(8),
+    for names like ``net/ipv4/conf/eth0.100/forwarding``). Returns None for a key with an
+    empty, ``.`` or ``..`` component.
+    """
+    parts = key.split("/") if "/" in key else key.split(".")
+    if any(p in ("", ".", "..") or "\0" in p for p in parts):
+        return None
+    return "/".join(parts)
+
+
 # --- the types --------------------------------------------------------------------------------
 
 @record

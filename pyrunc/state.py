@@ -84,6 +84,7 @@ class Container:
     creator: list | None = None                     # [pid, start time] while creating
     extra: dict = field(dict)       # room for later features (exec, ...)
     dirfd: int | None = None
+    fifo_fd: int | None = None      # exec.fifo's read end, when ``run`` opened it ahead (not saved)
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -161,9 +162,11 @@ class Container:
         os.rename(tmp, STATE_FILE, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
 
     def close(self) -> None:
-        if self.dirfd is not None:
-            os.close(self.dirfd)
-            self.dirfd = None
+        for name in ("dirfd", "fifo_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
 
 def _refusal(operation: str, container_id: str, status: str) -> str:

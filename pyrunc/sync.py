@@ -23,7 +23,8 @@ compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with 
     child  -> parent   USERNS       (only with a new user namespace) "map my ids"
     parent -> child    PROCEED      (only then) ids mapped: go on
     child  -> parent   PID          {"pid": init's pid as the parent sees it}
-    parent -> init     CGROUP       the init is in its cgroup (it sets up meanwhile)
+    parent -> init     CGROUP       the init is in its cgroup, linux.netDevices in its network
+                                    namespace (it sets up meanwhile)
     init   -> parent   HOOKS        (only with prestart/createRuntime hooks) "run them now"
     parent -> init     HOOKS_DONE
     init   -> parent   CONSOLE      (only with process.terminal) + the pty master fd

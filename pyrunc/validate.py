@@ -38,7 +38,7 @@ ECMA-262, not "before a final newline" as in Python's ``re``.
 import os
 
 from . import jsonio
-from .spec import CAPABILITIES    # the names the schema and the semantic checks accept
+from .spec import CAPABILITIES, sysctl_relpath  # shared with the runtime (re-exported)
 from .errors import ConfigError
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
@@ -138,19 +138,6 @@ def format_path(path):
         else:
             out.append(f"[{jsonio.dumps(part)}]")
     return "".join(out)
-
-
-def sysctl_relpath(key):
-    """The file under /proc/sys for a sysctl key (``net.ipv4.ip_forward`` or ``net/ipv4/...``).
-
-    With a ``/`` in the key, ``/`` separates components and dots are literal (as in sysctl(8),
-    for names like ``net/ipv4/conf/eth0.100/forwarding``). Returns None for a key with an
-    empty, ``.`` or ``..`` component.
-    """
-    parts = key.split("/") if "/" in key else key.split(".")
-    if any(p in ("", ".", "..") or "\0" in p for p in parts):
-        return None
-    return "/".join(parts)
 
 
 def version_key(version):

@@ -190,6 +190,31 @@ def test_run_forwards_signals(runtime, tmp_path):
     assert runtime("state", cid).rc == 1       # run deleted it
 
 
+def test_run_keeps_a_signal_sent_before_the_program_starts(runtime):
+    """A signal that reaches ``run`` while it is still creating the container is delivered to
+    the container's process once that exists (runc behaves the same), instead of killing
+    ``run`` half-way and leaving a container behind."""
+    cfg = base_config(["sleep", "30"])
+    # no pid namespace: as the init of one, sleep would ignore SIGTERM (no handler)
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "pid"]
+    bundle = runtime.bundle(cfg)
+    cid = runtime.new_id()
+    from harness import PYRUNC
+    proc = subprocess.Popen([PYRUNC, "--root", runtime.root, "--debug", "run", "--bundle",
+                             bundle, cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:            # the debug log: create has begun, nothing runs yet
+            if "create: start" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM     # sleep got it
+    finally:
+        proc.kill()
+        proc.wait()
+    assert runtime("state", cid).rc == 1       # run deleted it
+
+
 def test_run_keep_leaves_stopped_container(runtime):
     bundle = runtime.bundle(base_config(["true"]))
     cid = runtime.new_id()
