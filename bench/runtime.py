@@ -92,19 +92,25 @@ def one_cycle(runtime: str, root: str, bundle: str, n: int) -> float:
 
 
 def measure(runtimes: dict[str, str], fn, bundle: str, runs: int, tmp: str) -> dict:
+    """name -> its samples in ms, sorted."""
     samples = {name: [] for name in runtimes}
     for name, path in runtimes.items():        # warm-up: caches, bytecode
         fn(path, os.path.join(tmp, name), bundle, -1)
     for i in range(runs):
         for name, path in runtimes.items():
-            samples[name].append(fn(path, os.path.join(tmp, name), bundle, i))
-    return {name: statistics.median(s) * 1000 for name, s in samples.items()}
+            samples[name].append(fn(path, os.path.join(tmp, name), bundle, i) * 1000)
+    return {name: sorted(s) for name, s in samples.items()}
 
 
-def report(title: str, medians: dict, target: float) -> None:
-    ratio = medians["pyrunc"] / medians["runc"]
-    print(f"{title:<42} pyrunc {medians['pyrunc']:7.1f} ms   runc {medians['runc']:7.1f} ms"
-          f"   ratio {ratio:4.2f}x   (target <= {target}x)")
+def report(title: str, samples: dict, target: float) -> None:
+    """Medians, their ratio, and the middle half of each runtime's samples (the machine's load
+    moves both, runc's cgroup-move wait most)."""
+    med = {name: statistics.median(s) for name, s in samples.items()}
+    spread = {name: f"{s[len(s) // 4]:.0f}-{s[(3 * len(s)) // 4]:.0f}"
+              for name, s in samples.items()}
+    print(f"{title:<40} pyrunc {med['pyrunc']:6.1f} ms ({spread['pyrunc']})   "
+          f"runc {med['runc']:6.1f} ms ({spread['runc']})   "
+          f"ratio {med['pyrunc'] / med['runc']:4.2f}x   (target <= {target}x)")
 
 
 def main() -> int:
@@ -117,7 +123,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pyrunc-bench-") as tmp:
         run_bundle = build_bundle(os.path.join(tmp, "run-bundle"), ["true"])
         cycle_bundle = build_bundle(os.path.join(tmp, "cycle-bundle"), ["sleep", "1000"])
-        print(f"runtime benchmark: {opts.runs} runs each, interleaved, medians")
+        print(f"runtime benchmark: {opts.runs} runs each, interleaved; medians (middle half of the "
+              "samples in brackets)")
         report("(a) run of a `true` container", measure(runtimes, one_run, run_bundle,
                                                         opts.runs, tmp), 1.25)
         report("(b) create -> start -> kill -> delete", measure(runtimes, one_cycle,

@@ -10,8 +10,8 @@ The wait is skipped while the lock's "slow mode" is still on: for about one grac
 writer has left, a new writer goes straight through.  So :func:`start` launches a thread that,
 while the runtime parses the bundle and forks, writes this process's own pid into the cgroup it
 is already in — a move to where it is, which changes nothing but pays the grace period — and
-then repeats the write every few milliseconds, which keeps the slow mode on, until
-:func:`stop`.  The real move of the init then costs microseconds.
+then repeats the write every few milliseconds (half a grace period, as long as the first write
+waited), which keeps the slow mode on, until :func:`stop`.  The real move of the init then costs microseconds.
 
 Nothing here may fail a container: any error just ends the warm-up.  The thread imports
 nothing (a fork while it held the import lock would wedge the child).  Its descriptor is
@@ -23,9 +23,10 @@ mounted with ``favordynmods`` the lock never leaves slow mode and the writes are
 
 import _thread
 import os
+import time
 
-# A repeat every 2 ms stays well inside one grace period (>= 4 ms here), so the slow mode
-# never lapses; each write holds the lock for some microseconds.
+# The shortest pause between two writes: well inside one grace period (>= 4 ms here), so the
+# slow mode never lapses; each write holds the lock for some microseconds.
 INTERVAL = 0.002
 
 _stop = None
@@ -60,10 +61,13 @@ def stop() -> None:
 def _run(fd: int, stop_lock) -> None:
     pid = str(os.getpid()).encode()
     try:
-        while True:
+        began = time.monotonic()
+        os.write(fd, pid)           # the first write waits for a grace period
+        # Grace periods here last about as long as that wait: repeating at half of it keeps the
+        # slow mode on without waking more often than needed (a slow VM has long ones).
+        interval = max(INTERVAL, (time.monotonic() - began) / 2)
+        while not stop_lock.acquire(timeout=interval):
             os.write(fd, pid)
-            if stop_lock.acquire(timeout=INTERVAL):
-                break
     except OSError:
         pass
     finally:
