@@ -111,12 +111,11 @@ def _passed_fds(name: str, flags: dict) -> int:
 # --- commands -----------------------------------------------------------------------------------
 
 def _fork_setup_child(container_id: str, flags: dict):
-    """create/run: check what can be checked without loading anything, then fork the stage-1
-    child at once (see :mod:`pyrunc.launch`: it works on the other core meanwhile)."""
+    """create/run: fork the stage-1 child at once (see :mod:`pyrunc.launch`: it works on the
+    other core meanwhile; ``create`` checks the ID and kills the child if it is bad)."""
     if flags["preserve-fds"] < 0:
         raise UsageError("--preserve-fds must not be negative")
-    from pyrunc import launch, state
-    state.check_id(container_id)
+    from pyrunc import launch
     listen = os.environ.get("LISTEN_FDS", "")
     listen_fds = int(listen) if listen.isdigit() else 0
     return launch.fork_setup_child(container_id, os.path.abspath(flags["bundle"]),

@@ -52,6 +52,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     log.debug("create: start")
     c = mgr = console = None
     try:
+        state.check_id(container_id)    # (before the config, as runc does: first things first)
         if attached:
             # the init is our grandchild (stage 1 forks it and exits): to wait for it, we must
             # be its reaper before stage 1 can exit, i.e. before GO
