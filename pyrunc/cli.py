@@ -110,7 +110,7 @@ def _passed_fds(name: str, flags: dict) -> int:
 
 # --- commands -----------------------------------------------------------------------------------
 
-def _fork_setup_child(container_id: str, flags: dict):
+def _fork_setup_child(container_id: str, flags: dict, reaper: bool = False):
     """create/run: fork the stage-1 child at once (see :mod:`pyrunc.launch`: it works on the
     other core meanwhile; ``create`` checks the ID and kills the child if it is bad)."""
     if flags["preserve-fds"] < 0:
@@ -120,7 +120,7 @@ def _fork_setup_child(container_id: str, flags: dict):
     listen_fds = int(listen) if listen.isdigit() else 0
     return launch.fork_setup_child(container_id, os.path.abspath(flags["bundle"]),
                                    flags["no-pivot"], flags["no-new-keyring"],
-                                   listen_fds + flags["preserve-fds"], listen_fds)
+                                   listen_fds + flags["preserve-fds"], listen_fds, reaper)
 
 
 def cmd_create(g, flags, args):
@@ -134,7 +134,7 @@ def cmd_create(g, flags, args):
 
 def cmd_run(g, flags, args):
     _need("run", args, exactly=1)
-    child = _fork_setup_child(args[0], flags)
+    child = _fork_setup_child(args[0], flags, reaper=not flags["detach"])
     from pyrunc import container
     return container.run(g["root"], args[0], _create_options(flags), child,
                          detach=flags["detach"], keep=flags["keep"])

@@ -39,8 +39,8 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
 
     ``child``: the stage-1 child :func:`pyrunc.launch.fork_setup_child` forked for it, which
     loads the init's modules meanwhile; it is killed if the container is refused.
-    ``attached``: the caller waits for the container (``run`` in the foreground): it becomes the
-    init's reaper, and keeps the pty master when there is no console socket to send it to.
+    ``attached``: the caller waits for the container (``run`` in the foreground; it made itself
+    the init's reaper before the fork): the pty master is kept when there is no console socket.
     ``starting``: the caller starts it at once (``run``): exec.fifo's read end is opened now, so
     the init goes on to exec as soon as it is ready instead of waiting for :func:`_release`.
     """
@@ -53,11 +53,6 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     c = mgr = console = None
     try:
         state.check_id(container_id)    # (before the config, as runc does: first things first)
-        if attached:
-            # the init is our grandchild (stage 1 forks it and exits): to wait for it, we must
-            # be its reaper before stage 1 can exit, i.e. before GO
-            from pyrunc.linux import sys as k
-            k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
         spec = speclib.parse_config(child.config, bundle)
         log.debug("create: config loaded")
         _check_create(spec, opts)
@@ -94,7 +89,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             foreground.write_pid_file(opts.pid_file, c.pid)
         return c, master
     except BaseException as err:
-        _abort(c, child.pid, mgr)
+        _abort(c, child.pid, mgr, ch)
         if c is None:
             raise       # refused before the ID was claimed: the error speaks for itself
         if _is_hook_failure(err):
@@ -260,24 +255,21 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     return master
 
 
-def _abort(c, child: int | None, mgr) -> None:
+def _abort(c, child: int | None, mgr, ch=None) -> None:
     """Undo a failed create: kill its processes, remove its cgroup and state (``c`` is None
     when the ID was not claimed: someone else's state is never touched)."""
-    if c is not None and c.pid:
-        fd = proc.open_pidfd(c.pid, c.start_time)
-        if fd is not None:
-            try:
-                proc.signal_pidfd(fd, 9)
-                proc.wait_exit(fd, 5)
-            except OSError:
-                pass
-            os.close(fd)
-    if child:
+    if child:                   # stage 1 first: then whatever it reported is on the channel
         try:
             os.kill(child, 9)
             os.waitpid(child, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+    if c is not None and c.pid:
+        _kill(c.pid, c.start_time)
+    elif ch is not None:
+        pid = _unread_pid(ch)   # stage 1 may have forked the init before we looked
+        if pid:
+            _kill(pid, None)
     if mgr is not None:
         try:
             mgr.destroy()
@@ -285,6 +277,34 @@ def _abort(c, child: int | None, mgr) -> None:
             log.warn(f"create {c.id}: cleanup: {err}")
     if c is not None:
         state.remove(c)
+
+
+def _kill(pid: int, start_time: int | None) -> None:
+    fd = proc.open_pidfd(pid, start_time)
+    if fd is not None:
+        try:
+            proc.signal_pidfd(fd, 9)
+            proc.wait_exit(fd, 5)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _unread_pid(ch) -> int | None:
+    """The init's pid from a PID message still queued on the setup channel, if any."""
+    from pyrunc import sync
+    ch.sock.setblocking(False)
+    try:
+        while True:
+            name, fields, fds = ch.recv()
+            for fd in fds:
+                os.close(fd)
+            if name is None:
+                return None
+            if name == sync.PID:
+                return fields.get("pid")
+    except (BlockingIOError, OSError, ValueError):
+        return None
 
 
 # --- start / run --------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     config, drop what the runtime may not keep (dumpable, inherited descriptors) and, when the
     namespaces need neither a path to join nor id maps from the parent, create them.  None of
     it is visible outside this process, so the parent may simply kill it if it refuses the
-    container.  ``GO`` brings the state directory (and id-mapped trees); then :func:`stage1`.
+    container.  ``GO`` brings the state directory (and id-mapped trees); then :func:`stage1`,
+    or, when it was forked early, :func:`container_init`.
     """
     try:
         from pyrunc import hooks, process, rootfs  # noqa: F401 - loaded now, used by the init
@@ -76,7 +77,11 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
         flags = namespaces.new_flags(spec.linux.namespaces)
         early = not flags & k.CLONE_NEWUSER and not any(ns.path for ns in spec.linux.namespaces)
         if early:
+            # Nothing here needs the parent: make the namespaces and fork the init now.  Stage 1
+            # is done then; the init (in them, in no cgroup of ours yet) takes GO itself.
             _unshare_rest(spec.linux, flags)
+            if sync.fork_reporting_pid(channel) != 0:
+                os._exit(0)
         fields, fds = channel.expect(sync.GO, with_fds=True)
         ctx = Context(spec=spec, channel=channel, container_id=container_id, bundle=bundle,
                       state_dir=fds[0], no_pivot=no_pivot, no_new_keyring=no_new_keyring,
@@ -85,21 +90,21 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
         channel.send_error(*describe(err))
         os._exit(1)
-    stage1(ctx, flags, early)
+    if early:
+        container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
+    stage1(ctx, flags)
 
 
-def stage1(ctx: Context, flags: int, unshared: bool) -> None:
-    """Enter/create the namespaces (unless ``unshared`` already) and fork the init.
-    Never returns."""
+def stage1(ctx: Context, flags: int) -> None:
+    """Join and create the namespaces, then fork the init.  Never returns."""
     ch = ctx.channel
     try:
-        if not unshared:
-            namespaces.join(ctx.spec.linux.namespaces)
-            if flags & k.CLONE_NEWUSER:
-                k.unshare(k.CLONE_NEWUSER)
-                ch.send(sync.USERNS)
-                ch.expect(sync.PROCEED)
-            _unshare_rest(ctx.spec.linux, flags)
+        namespaces.join(ctx.spec.linux.namespaces)
+        if flags & k.CLONE_NEWUSER:
+            k.unshare(k.CLONE_NEWUSER)
+            ch.send(sync.USERNS)
+            ch.expect(sync.PROCEED)
+        _unshare_rest(ctx.spec.linux, flags)
         if sync.fork_reporting_pid(ch) == 0:
             container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
         os._exit(0)

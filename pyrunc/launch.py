@@ -42,11 +42,15 @@ def read_config(bundle: str) -> bytes:
 
 
 def fork_setup_child(container_id: str, bundle: str, no_pivot: bool, no_new_keyring: bool,
-                     extra_fds: int, listen_fds: int) -> SetupChild:
+                     extra_fds: int, listen_fds: int, reaper: bool) -> SetupChild:
     """Read config.json and fork the stage-1 child; ``bundle`` must be absolute.
     ``extra_fds``: descriptors after stdio that go to the container (checked open),
-    ``listen_fds`` of them for $LISTEN_FDS."""
+    ``listen_fds`` of them for $LISTEN_FDS.  ``reaper``: the caller will wait for the init,
+    which is our grandchild (stage 1 may fork it and exit at once): become its reaper first."""
     config = read_config(bundle)
+    if reaper:
+        from pyrunc.linux import sys as k
+        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     ours, theirs = _socket.socketpair(_socket.AF_UNIX,
                                       _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     pid = os.fork()

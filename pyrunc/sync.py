@@ -6,11 +6,12 @@ Three processes take part:
 * **stage-1 child** — forked by the parent as soon as it has read config.json, *before* the
   config is checked (:mod:`pyrunc.launch`): it loads the init's modules and parses the same
   bytes while the parent validates them, checks the host and claims the ID (two cores, half the
-  wait); when no namespace is joined by path and none is a new user namespace, it creates the
-  namespaces then too.  Otherwise, on ``GO``, it joins namespaces given by path, unshares the
-  user namespace, waits for the parent to map it and unshares the rest.  Then it forks the
-  init (a fork is needed: a new pid or time namespace applies to children only).  If the
-  parent refuses the config, it kills this child, which has done nothing visible yet;
+  wait).  When no namespace is joined by path and none is a new user namespace, it creates the
+  namespaces and forks the init then too, and the init takes ``GO``.  Otherwise, on ``GO``, it
+  joins namespaces given by path, unshares the user namespace, waits for the parent to map it,
+  unshares the rest and forks the init (a fork is needed: a new pid or time namespace applies
+  to children only).  If the parent refuses the config, it kills both, which have done
+  nothing visible yet;
 * **init** — the container's pid 1; sets up the rootfs and the process, then blocks on exec.fifo
   until ``pyrunc start``.
 
@@ -18,11 +19,12 @@ They talk over one ``SOCK_SEQPACKET`` socketpair (message boundaries for free). 
 compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with ``CONSOLE`` as
 ``SCM_RIGHTS``.  In order::
 
+    child  -> parent   PID          (here when the namespaces need nothing from the parent)
     parent -> child    GO           {"idmapped": [mount index...]} + fds: the state
-                                    directory, then the id-mapped trees
+                                    directory, then the id-mapped trees (to the init, if forked)
     child  -> parent   USERNS       (only with a new user namespace) "map my ids"
     parent -> child    PROCEED      (only then) ids mapped: go on
-    child  -> parent   PID          {"pid": init's pid as the parent sees it}
+    child  -> parent   PID          (here otherwise) {"pid": init's pid as the parent sees it}
     parent -> init     CGROUP       the init is in its cgroup, linux.netDevices in its network
                                     namespace (it sets up meanwhile)
     init   -> parent   HOOKS        (only with prestart/createRuntime hooks) "run them now"
@@ -61,18 +63,23 @@ def fork_reporting_pid(ch: "Channel") -> int:
     """fork(); the parent sends PID {"pid": child} and only then may the child go on.
 
     Parent and child share the channel: without this, the child's first message could arrive
-    before the parent's PID and break the protocol's order.  Returns 0 in the child.
+    before the parent's PID and break the protocol's order.  A child whose parent died before
+    reporting it exits at once: the runtime could neither wait for it nor kill it.  Returns 0
+    in the child.
     """
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(w)
-        os.read(r, 1)       # end of file: the parent has sent PID (or died)
+        sent = os.read(r, 1)
         os.close(r)
+        if sent != b"1":    # the parent died before it could report us: nobody knows we exist
+            os._exit(1)
         return 0
     os.close(r)
     try:
         ch.send(PID, pid=pid)
+        os.write(w, b"1")
     finally:
         os.close(w)
     return pid

@@ -143,6 +143,39 @@ def test_duplicate_id_refused(runtime):
     assert runtime.state(cid)["status"] == "created"
 
 
+def _processes_running(argv: list[str]) -> list[int]:
+    """Live processes whose command line is ``argv`` (pyrunc's forks keep their parent's)."""
+    want = ("\0".join(argv) + "\0").encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if f.read() == want:
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+def test_refused_create_leaves_no_setup_process(runtime):
+    """The setup child is forked before the config and the ID are checked, and may have forked
+    the init already (in new namespaces, in no cgroup) when the parent refuses: both are gone
+    by the time create returns."""
+    from harness import PYRUNC
+    cid, bundle = create(runtime)
+    for _ in range(5):
+        argv = [PYRUNC, "--root", runtime.root, "create", "--bundle", bundle, cid]
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert res.returncode == 1 and "already exists" in res.stderr
+        assert _processes_running(argv) == []
+    assert runtime.state(cid)["status"] == "created"
+
+
 @pytest.mark.parametrize("bad", ["a/b", "..", ".", "a b", "x;y", "é", ""])
 def test_bad_ids_refused(runtime, bad):
     bundle = runtime.bundle()
