@@ -153,8 +153,14 @@ def remove_tree(directory: str, timeout: float = SETTLE_TIMEOUT) -> None:
 
     rmdir fails with EBUSY while a dying task is still being torn down: retry until
     ``timeout``.  A directory that is already gone is fine."""
-    if not os.path.isdir(directory):
+    try:
+        os.rmdir(directory)     # the usual case: no child cgroups, no task left
         return
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise CgroupError(f"cgroup: rmdir {directory}: {err.strerror}") from None
     deadline = time.monotonic() + timeout
     for d in [*files.subdirs(directory), directory]:
         delay = 0.001
