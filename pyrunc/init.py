@@ -16,10 +16,12 @@ The init's sequence, and why in this order:
 5. prestart/createRuntime (run by the parent, in the runtime's namespaces), then
    createContainer (here, in the container's) — both before pivot_root, as the spec says;
 6. pivot_root, sysctl, masked and read-only paths, read-only root;
-7. the terminal, then the executable is looked up (so a missing binary fails create, as runc);
-8. READY; block opening exec.fifo until ``pyrunc start``;
-9. startContainer hooks, rlimits, user and capabilities, cwd, no_new_privs; then "0" down the
-   fifo and execve (the fifo closes on exec: ``start`` sees EOF and knows the program runs).
+7. in the container's cgroup (the parent moves us meanwhile; we wait for it before the hooks
+   when there are any, else here), and linux.netDevices moved in;
+8. the terminal, then the executable is looked up (so a missing binary fails create, as runc);
+9. READY; block opening exec.fifo until ``pyrunc start``;
+10. startContainer hooks, rlimits, user and capabilities, cwd, no_new_privs; then "0" down the
+    fifo and execve (the fifo closes on exec: ``start`` sees EOF and knows the program runs).
 """
 
 import os
@@ -151,9 +153,10 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
     cgroup = {}
 
     def join_cgroup() -> dict:
-        """The parent moves us into the container's cgroup while we mount (moving a process
+        """The parent moves us into the container's cgroup while we set up (moving a process
         costs an RCU grace period on cgroup v1: milliseconds, better spent in parallel); wait
-        for it before anything needs the cgroup — the first cgroup mount, the hooks."""
+        for it before anything needs the cgroup — the first cgroup mount, the hooks, at the
+        latest the READY that lets the program start."""
         if not cgroup:
             ch.expect(sync.CGROUP)
             cgroup["dirs"] = rootfs.cgroup_dirs() if _has_cgroup_mount(spec) else {}
@@ -174,19 +177,23 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         log.debug("init: mounting")
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)
         log.debug("init: mounted")
-        join_cgroup()
-        log.debug("init: in its cgroup")
         for fd in sources.values():
             os.close(fd)
         _ensure_cwd(rootfd, spec)
-        if spec.hooks.prestart or spec.hooks.create_runtime:
-            ch.send(sync.HOOKS)
-            ch.expect(sync.HOOKS_DONE)
-        hooks.run_all(spec.hooks, "create_container", _state(ctx, "creating"))
+        if spec.hooks.prestart or spec.hooks.create_runtime or spec.hooks.create_container:
+            join_cgroup()       # the hooks find the container in its cgroup
+            if spec.hooks.prestart or spec.hooks.create_runtime:
+                ch.send(sync.HOOKS)
+                ch.expect(sync.HOOKS_DONE)
+            hooks.run_all(spec.hooks, "create_container", _state(ctx, "creating"))
+        # (without hooks, pivot_root and the masked and read-only paths need no cgroup: they
+        # go on while the parent's move into it may still wait for the kernel)
         rootfs.enter(rootfd, ctx.no_pivot)
         log.debug("init: pivoted")
         os.close(rootfd)
         rootfs.finish(spec)
+        join_cgroup()           # before the program: it starts in its cgroup, its devices in place
+        log.debug("init: in its cgroup")
         env = exe = None
         if spec.process is not None:   # optional until start, which refuses to go without it
             _terminal(spec, ch)
