@@ -151,8 +151,7 @@ def _os_message(err: OSError) -> str:
 
 
 def _check_create(spec, opts: CreateOptions) -> None:
-    """Checks that need the host, before anything is created (the setup child checked the
-    config itself, and logged its warnings)."""
+    """The config's warnings, and the checks that need the host, before anything is created."""
     from pyrunc import validate
     for warning in validate.config_warnings(spec.raw):
         log.warn(warning)

@@ -57,9 +57,9 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     Everything the parent would otherwise be waited for is done before ``GO``, while the parent
     validates the same bytes and claims the ID: load every module the init needs, parse the
     config, drop what the runtime may not keep (dumpable, inherited descriptors) and, when the
-    namespaces need neither a path to join nor id maps from the parent, create them.  None of
-    it is visible outside this process, so the parent may simply kill it if it refuses the
-    container.  ``GO`` brings the state directory (and id-mapped trees); then :func:`stage1`,
+    namespaces need neither a path to join nor id maps from the parent, create them and fork
+    the init.  None of it is visible outside these processes, so the parent may simply kill
+    them if it refuses the container.  ``GO`` brings the state directory (and id-mapped trees); then :func:`stage1`,
     or, when it was forked early, :func:`container_init`.
     """
     try:
