@@ -136,26 +136,35 @@ def test_unknown_capability_warns_and_runs(runtime):
     assert "CAP_NOT_A_THING" in res.err and "warning" in res.err
 
 
-def _drop_from_bounding_set(cap: int):
-    def preexec():
-        import ctypes
-        if ctypes.CDLL(None, use_errno=True).prctl(24, cap, 0, 0, 0) != 0:   # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-    return preexec
+# Runs the rest of its command line with one capability dropped from the bounding set.  A fresh
+# interpreter, not a preexec_fn: this test process may hold threads (grpc's, from the supervisor
+# tests) that a fork must not carry into arbitrary code.
+_DROP_CAP = ("import ctypes, os, sys\n"
+             "libc = ctypes.CDLL(None, use_errno=True)\n"
+             "if libc.prctl(24, int(sys.argv[1]), 0, 0, 0) != 0:   # PR_CAPBSET_DROP\n"
+             "    sys.exit(f'prctl: {os.strerror(ctypes.get_errno())}')\n"
+             "os.execv(sys.argv[2], sys.argv[2:])\n")
 
 
 def test_ungrantable_capability_warns_and_runs_without_it(runtime):
     """A runtime without CAP_SYS_RESOURCE in its own bounding set cannot grant it: config.md
     says warn and go on.  The setup child parses config.json on its own; it must drop the
     capability exactly as the parent (which warns) does."""
+    import subprocess
+    import sys
+    from harness import PYRUNC
     from pyrunc.capabilities import NUMBERS
     caps = {s: ["CAP_KILL", "CAP_SYS_RESOURCE"] for s in ("bounding", "effective", "permitted")}
     cfg = base_config(["sh", "-c", "cat /proc/self/status"])
     cfg["process"]["capabilities"] = caps
-    res = runtime.run(cfg, preexec_fn=_drop_from_bounding_set(NUMBERS["CAP_SYS_RESOURCE"]))
-    assert res.rc == 0, res
-    assert "CAP_SYS_RESOURCE cannot be granted" in res.err and "warning" in res.err
-    st = status_fields(res.out)
+    bundle = runtime.bundle(cfg)
+    res = subprocess.run([sys.executable, "-c", _DROP_CAP, str(NUMBERS["CAP_SYS_RESOURCE"]),
+                          PYRUNC, "--root", runtime.root, "run", "--bundle", bundle,
+                          runtime.new_id()], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res
+    assert "CAP_SYS_RESOURCE cannot be granted" in res.stderr and "warning" in res.stderr
+    st = status_fields(res.stdout)
     assert st["CapBnd"] == st["CapEff"] == st["CapPrm"] == cap_mask("CAP_KILL")
 
 
