@@ -92,14 +92,19 @@ def _create_options(flags: dict):
                          preserve_fds=flags["preserve-fds"])
 
 
+def _listen_fds() -> int:
+    """Descriptors passed by socket activation ($LISTEN_FDS), which go on to the container."""
+    listen = os.environ.get("LISTEN_FDS", "")
+    return int(listen) if listen.isdigit() else 0
+
+
 def _passed_fds(name: str, flags: dict) -> int:
     """How many descriptors after stdio the caller passes on (``--preserve-fds``, and
     ``$LISTEN_FDS`` for create/run).  Each must be open now, before pyrunc opens anything of its
     own: a descriptor of ours on a free low number would pass for a preserved one and reach the
     container.  (A negative count is left to the command to refuse.)"""
     preserve = max(flags["preserve-fds"], 0)
-    listen = os.environ.get("LISTEN_FDS", "")
-    count = preserve + (int(listen) if name != "exec" and listen.isdigit() else 0)
+    count = preserve + (_listen_fds() if name != "exec" else 0)
     for fd in range(3, 3 + count):
         try:
             os.fstat(fd)
@@ -116,8 +121,7 @@ def _fork_setup_child(container_id: str, flags: dict, reaper: bool = False):
     if flags["preserve-fds"] < 0:
         raise UsageError("--preserve-fds must not be negative")
     from pyrunc import launch
-    listen = os.environ.get("LISTEN_FDS", "")
-    listen_fds = int(listen) if listen.isdigit() else 0
+    listen_fds = _listen_fds()
     return launch.fork_setup_child(container_id, os.path.abspath(flags["bundle"]),
                                    flags["no-pivot"], flags["no-new-keyring"],
                                    listen_fds + flags["preserve-fds"], listen_fds, reaper)

@@ -21,6 +21,16 @@ PYRUNC = os.environ.get("PYRUNC", os.path.join(REPO, ".venv", "bin", "pyrunc"))
 BUSYBOX = shutil.which("busybox", path="/bin:/usr/bin") or "/bin/busybox"
 
 
+def status_fields(text: str) -> dict:
+    """``/proc/<pid>/status`` text as a dict of its fields (values stripped)."""
+    out = {}
+    for line in text.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
 def base_config(args=("true",)) -> dict:
     """A config close to what engines send: new namespaces, the usual mounts, masked paths."""
     return {

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import base_config
+from harness import base_config, status_fields
 
 
 @pytest.fixture
@@ -20,10 +20,6 @@ def running(runtime):
     cid = runtime.new_id()
     runtime("run", "-d", "--bundle", bundle, cid, check=True, stdin=subprocess.DEVNULL)
     return cid, bundle
-
-
-def status_fields(text):
-    return {l.split(":", 1)[0]: l.split(":", 1)[1].strip() for l in text.splitlines() if ":" in l}
 
 
 def test_exec_joins_every_namespace_and_the_cgroup(runtime, running):

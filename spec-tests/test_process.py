@@ -2,18 +2,9 @@
 
 import pytest
 
-from harness import base_config
+from harness import base_config, status_fields
 
 ALL_CAPS_MASK = None
-
-
-def status_fields(text: str) -> dict:
-    out = {}
-    for line in text.splitlines():
-        if ":" in line:
-            key, value = line.split(":", 1)
-            out[key.strip()] = value.strip()
-    return out
 
 
 def cap_mask(*names) -> str:

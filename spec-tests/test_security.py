@@ -32,7 +32,7 @@ import uuid
 
 import pytest
 
-from harness import BUSYBOX, PYRUNC, REPO, base_config, make_rootfs
+from harness import BUSYBOX, PYRUNC, REPO, base_config, make_rootfs, status_fields
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "security_data")
 CAP = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_KILL": 5, "CAP_SETGID": 6,
@@ -43,15 +43,6 @@ FS_IOC_GETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x10
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def status_fields(text: str) -> dict:
-    out = {}
-    for line in text.splitlines():
-        if ":" in line:
-            key, value = line.split(":", 1)
-            out[key.strip()] = value.strip()
-    return out
-
 
 def mask(*names) -> int:
     return sum(1 << CAP[n] for n in set(names))

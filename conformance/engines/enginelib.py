@@ -379,6 +379,17 @@ def pids_in_cgroups(prefix: str) -> set[int]:
     return pids
 
 
+def thaw(top: Path) -> None:
+    """Thaw every v1 freezer cgroup at or below ``top``: a frozen task's SIGKILL stays pending
+    (and its cgroup cannot be removed) until then."""
+    for dirpath, _, files in os.walk(top):
+        if "freezer.state" in files:
+            try:
+                Path(dirpath, "freezer.state").write_text("THAWED")
+            except OSError:
+                pass
+
+
 def kill_cgroup(rel: str):
     """SIGKILL every process in cgroup ``rel`` (any hierarchy, with its children), thawed."""
     for _ in range(5):
@@ -387,12 +398,8 @@ def kill_cgroup(rel: str):
             top = hier / rel.lstrip("/")
             if not top.is_dir():
                 continue
-            for dirpath, _, files in os.walk(top):
-                if "freezer.state" in files:
-                    try:
-                        Path(dirpath, "freezer.state").write_text("THAWED")
-                    except OSError:
-                        pass
+            thaw(top)
+            for dirpath, _, _ in os.walk(top):
                 try:
                     pids.update(int(x) for x in Path(dirpath, "cgroup.procs").read_text().split())
                 except (OSError, ValueError):
@@ -411,12 +418,7 @@ def kill_cgroup(rel: str):
 def remove_cgroups(prefix: str):
     for top in cgroup_dirs(prefix):
         # frozen cgroups (a paused container) first thawed so their processes can die
-        for dirpath, _, files in os.walk(top):
-            if "freezer.state" in files:
-                try:
-                    Path(dirpath, "freezer.state").write_text("THAWED")
-                except OSError:
-                    pass
+        thaw(top)
         for dirpath, dirs, _ in os.walk(top, topdown=False):
             for _ in range(20):
                 try:
@@ -450,12 +452,7 @@ def kill_session_processes(ws: Workspace):
         if not pids:
             return
         for top in cgroup_dirs(ws.prefix):          # thaw, or SIGKILL stays pending
-            for dirpath, _, files in os.walk(top):
-                if "freezer.state" in files:
-                    try:
-                        Path(dirpath, "freezer.state").write_text("THAWED")
-                    except OSError:
-                        pass
+            thaw(top)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -847,6 +844,11 @@ def read_counter(path: Path) -> int:
 
 def caps_of(status_text: str, which: str = "CapEff") -> int:
     return int(status_field(status_text, which), 16)
+
+
+# Run with --cap-drop CHOWN --cap-add SYS_ADMIN; assert_cap_drop_and_add reads its output.
+CAP_PROBE = ("cat /proc/self/status; chown 65534 /tmp 2>&1; echo chown=$?; "
+             "mkdir /tmp/m; mount -t tmpfs probe /tmp/m 2>&1; echo mount=$?")
 
 
 def assert_cap_drop_and_add(base: str, res: str) -> None:
