@@ -57,7 +57,8 @@ VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/tes
              $(VM_CONTAINERS)::test_freeze_stops_cpu_and_resume_restarts_it \
              $(VM_CONTAINERS)::test_denied_device_cannot_be_opened \
              $(VM_CONTAINERS)::test_update_changes_a_live_limit \
-             $(VM_CONTAINERS)::test_ps_lists_exactly_the_container
+             $(VM_CONTAINERS)::test_ps_lists_exactly_the_container \
+             $(VM_CONTAINERS)::test_init_is_in_every_cgroup_of_the_container
 
 test: setup
 	$(PYTEST) -q spec-tests

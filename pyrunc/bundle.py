@@ -12,16 +12,17 @@ docstrings, behind an index::
     magic (4 bytes) | index size (4 bytes, little-endian) | marshal(index) | code | code | ...
     index: module name -> (offset, size, is a package, source path, source mtime_ns, source size)
 
-The launcher reads it once and puts :class:`Finder` first on ``sys.meta_path``.  A module is
+The launcher reads the index and puts :class:`Finder` first on ``sys.meta_path``.  A module is
 served from the bundle only while its source file is the one that was compiled (same mtime and
-size: one ``stat``, the check a ``.pyc`` gets too); otherwise, and for any module the bundle does
-not hold, the finder steps aside and the normal import system loads the source.  An edited
-checkout therefore never runs stale code, and a bundle from another Python version (another
-magic number) is not used at all.
+size: one ``stat``, the check a ``.pyc`` gets too), read with one ``pread`` (a call reads only
+what it imports); otherwise, and for any module the bundle does not hold, the finder steps
+aside and the normal import system loads the source.  An edited checkout therefore never
+runs stale code, and a bundle from another Python version (another magic number) is not used at
+all.
 
-Forked children (the stage-1 child, the init) inherit the finder and the bytes.  Like every
-import, the source check needs the host's filesystem: the init imports what it needs before
-pivot_root, as it must without the bundle too.
+Forked children (the stage-1 child, the init) inherit the finder.  Like every import, it needs
+the host's filesystem: the init imports what it needs before pivot_root, as it must without the
+bundle too.
 """
 
 import marshal
@@ -36,23 +37,24 @@ __all__ = ["build", "install", "Finder"]
 class Finder:
     """A meta path finder and loader for the modules one bundle holds."""
 
-    def __init__(self, data: bytes):
-        size = int.from_bytes(data[4:8], "little")
-        self.index = marshal.loads(data[8:8 + size])
-        self.code = memoryview(data)[8 + size:]
+    def __init__(self, path: str, index: dict, base: int):
+        self.path = path        # the bundle, opened again for each module: no descriptor of
+        self.index = index      # ours stays open to be inherited or to take a number a
+        self.base = base        # caller's --preserve-fds means; code starts at ``base``
 
     def find_spec(self, name, path=None, target=None):
         entry = self.index.get(name)
         if entry is None:
             return None
-        _off, _size, is_pkg, source, mtime_ns, length = entry
+        off, size, is_pkg, source, mtime_ns, length = entry
         try:
             st = os.stat(source)
+            if st.st_mtime_ns != mtime_ns or st.st_size != length:
+                return None                     # edited since the bundle was built
+            code = _pread(self.path, size, self.base + off)
         except OSError:
             return None
-        if st.st_mtime_ns != mtime_ns or st.st_size != length:
-            return None                         # edited since the bundle was built
-        spec = ModuleSpec(name, self, origin=source, is_package=is_pkg)
+        spec = ModuleSpec(name, self, origin=source, is_package=is_pkg, loader_state=code)
         if is_pkg:
             spec.submodule_search_locations = [os.path.dirname(source)]
         spec.has_location = True                # sets __file__ to the source
@@ -62,21 +64,34 @@ class Finder:
         return None                             # the default module object
 
     def exec_module(self, module):
-        off, size = self.index[module.__spec__.name][:2]
-        exec(marshal.loads(self.code[off:off + size]), module.__dict__)
+        spec = module.__spec__
+        code, spec.loader_state = spec.loader_state, None
+        exec(marshal.loads(code), module.__dict__)
+
+
+def _pread(path: str, size: int, offset: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise OSError(0, "bundle: short read", path)
+    return data
 
 
 def install(path: str) -> None:
     """Serve imports from the bundle at ``path`` first; without a usable one, change nothing."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+        head = _pread(path, 8, 0)
+        if head[:4] != MAGIC_NUMBER:
+            return                              # written by another Python version
+        size = int.from_bytes(head[4:8], "little")
+        index = marshal.loads(_pread(path, size, 8))
+    except (OSError, ValueError, EOFError):
         return
-    if data[:4] != MAGIC_NUMBER:
-        return                                  # written by another Python version
     import sys
-    sys.meta_path.insert(0, Finder(data))
+    sys.meta_path.insert(0, Finder(path, index, 8 + size))
 
 
 def build(package_dir: str, path: str) -> int:

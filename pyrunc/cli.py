@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         flags, args = parse_flags(args, table)
         if name in ("create", "run", "exec"):
             passed = _passed_fds(name, flags)
+        if name == "exec":
             from pyrunc.cgroups import warm  # pay the cgroup move's kernel wait in parallel
             warm.start(3 + passed)
         return handler(g, flags, args)

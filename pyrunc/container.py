@@ -15,7 +15,7 @@ directory, so the failed create leaves no process, mount, namespace, cgroup or s
 
 import os
 
-from pyrunc import foreground, jsonio, log, state
+from pyrunc import jsonio, log, state
 from pyrunc.errors import PyruncError, SetupError, StateError
 from pyrunc.linux import proc
 from pyrunc.record import record
@@ -44,8 +44,8 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     ``starting``: the caller starts it at once (``run``): exec.fifo's read end is opened now, so
     the init goes on to exec as soon as it is ready instead of waiting for :func:`_release`.
     """
+    from pyrunc import foreground, sync
     from pyrunc import spec as speclib
-    from pyrunc import sync
     from pyrunc.cgroups import warm
     ch = sync.Channel(child.sock)
     bundle = os.path.abspath(opts.bundle)
@@ -61,7 +61,13 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         c.annotations, c.config = spec.annotations, spec.raw
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
         c.save()
-        _go(ch, c, spec)
+        mgr = _cgroup_manager(c, spec)
+        clone_fd = _clone_dir(mgr, spec, child)
+        try:
+            _go(ch, c, spec, clone_fd)
+        finally:
+            if clone_fd is not None:
+                os.close(clone_fd)
         log.debug("create: child released")
         # the rest of the parent's side runs while the child sets up
         os.mkfifo(c.fifo_path, 0o622)   # the init opens it after READY
@@ -71,9 +77,9 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         if opts.console_socket:
             from pyrunc import terminal
             console = terminal.connect_console_socket(opts.console_socket)
-        mgr = _create_cgroup(c, spec)
+        _create_cgroup(c, spec, mgr)
         log.debug("create: cgroup made")
-        master = _drive_setup(c, spec, ch, child.pid, mgr)
+        master = _drive_setup(c, spec, ch, child.pid, mgr, cloned=clone_fd is not None)
         if master is not None:
             if console is not None:
                 from pyrunc import terminal
@@ -106,13 +112,16 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             console.close()
 
 
-def _go(ch, c, spec) -> None:
-    """Release the stage-1 child with what it could not know when it was forked."""
+def _go(ch, c, spec, clone_fd: int | None) -> None:
+    """Release the stage-1 child with what it could not know when it was forked: the state
+    directory, the cgroup directory to fork the init into (if any) and the id-mapped trees."""
     from pyrunc import sync
     idmapped = _idmapped_trees(spec)
     state_fd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    cgroup = [] if clone_fd is None else [clone_fd]
     try:
-        ch.send_or_explain(sync.GO, fds=[state_fd, *idmapped.values()], idmapped=list(idmapped))
+        ch.send_or_explain(sync.GO, fds=[state_fd, *cgroup, *idmapped.values()],
+                           cgroup=bool(cgroup), idmapped=list(idmapped))
     finally:
         os.close(state_fd)
         for fd in idmapped.values():
@@ -202,21 +211,40 @@ def _lsm_enabled(name: str) -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
-def _create_cgroup(c, spec):
-    """Make the container's cgroup, with its resources set (the init joins it in _drive_setup);
-    returns the manager, now responsible for what it made."""
+def _cgroup_manager(c, spec):
+    """The container's cgroup manager (nothing made yet)."""
     from pyrunc import cgroups
-    mgr = cgroups.new_manager(spec.linux.cgroups_path, c.id)
+    return cgroups.new_manager(spec.linux.cgroups_path, c.id)
+
+
+def _clone_dir(mgr, spec, child) -> int | None:
+    """Make the container's cgroup v2 directory now, before GO, and return an fd on it: stage 1
+    forks the init into it (clone3 CLONE_INTO_CGROUP), and on v1 the init joins its hierarchies
+    itself later, so the init is never *moved* and nobody waits for the kernel's grace period
+    (see :mod:`pyrunc.cgroups.base`).  With a user namespace, stage 1 no longer has the host's
+    credentials the placement needs: the parent moves the init after the fact, and the warm-up
+    thread (:mod:`pyrunc.cgroups.warm`) pays the kernel's wait meanwhile.  None then, and on
+    hosts without cgroup v2."""
+    if spec.linux.namespace("user") is not None:
+        from pyrunc.cgroups import warm
+        warm.start(3 + child.extra_fds)
+        return None
+    return mgr.make_clone_dir()
+
+
+def _create_cgroup(c, spec, mgr) -> None:
+    """Make the rest of the container's cgroup, with its resources set (the init joins it in
+    _drive_setup); ``mgr`` is responsible for what it made from now on."""
     # linux.devices nodes are not allowed implicitly: resources.devices decides, in its order
     # (engines list the nodes they add there; runc behaves the same)
     mgr.create(spec.linux.resources)
     c.cgroup = mgr.to_state()
-    return mgr
 
 
-def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
+def _drive_setup(c, spec, ch, child: int, mgr, cloned: bool) -> int | None:
+    """``cloned``: the init was forked into the cgroup's v2 directory; it joins the v1
+    hierarchies itself, through the ``tasks`` files CGROUP brings.  Otherwise it is moved here."""
     from pyrunc import sync
-    from pyrunc.cgroups import warm
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
         from pyrunc import namespaces
@@ -227,14 +255,24 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
     log.debug("create: init forked")
-    mgr.apply(c.pid)        # the init sets up meanwhile; it waits for this message
-    warm.stop()
+    if cloned:
+        join = _open_for_writing(mgr.self_join_files())
+    else:
+        from pyrunc.cgroups import warm
+        mgr.apply(c.pid)    # the init sets up meanwhile; it waits for CGROUP
+        warm.stop()
+        join = []
     log.debug("create: init in its cgroup")
     if spec.linux.net_devices:
         # before the init goes on: its hooks and its program must find the devices in place
         from pyrunc import netdev
         netdev.move(spec.linux.net_devices, c.pid)
-    ch.send_or_explain(sync.CGROUP)
+    try:
+        ch.send_or_explain(sync.CGROUP, fds=join)
+    finally:
+        for fd in join:
+            os.close(fd)
+    from pyrunc import foreground
     foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
     if spec.hooks.prestart or spec.hooks.create_runtime:
         from pyrunc import hooks as hooklib
@@ -252,6 +290,18 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     ch.expect(sync.READY)
     log.debug("create: init ready")
     return master
+
+
+def _open_for_writing(paths: list[str]) -> list[int]:
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+    except OSError as err:
+        for fd in fds:
+            os.close(fd)
+        raise SetupError(f"cgroup: open {path}: {err.strerror}") from None
+    return fds
 
 
 def _abort(c, child: int | None, mgr, ch=None) -> None:
@@ -408,6 +458,7 @@ def run(root: str, container_id: str, opts: CreateOptions, child, detach: bool,
     # Signals are caught from now on and kept until the container's program runs (the init may
     # exec before create returns: exec.fifo is opened ahead); then they go to it, in order.
     # Delivered earlier, they would kill the runtime's own init half-way.
+    from pyrunc import foreground       # (only create and run load it: not kill, delete...)
     forwarder = foreground.SignalForwarder()
     c, master = create(root, container_id, opts, child, attached=True, starting=True)
     pidfd = proc.open_pidfd(c.pid, c.start_time)

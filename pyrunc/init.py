@@ -10,14 +10,16 @@ The init's sequence, and why in this order:
 1. non-dumpable (since stage 1), umask 0 — /proc/<pid> of a runtime process must not be
    reachable by the container, and modes of what we create must be exact;
 2. (stage 1 already closed every inherited descriptor but stdio, the preserved ones and the
-   setup channel — nothing of the runtime may leak into the container);
-3. hostname, loopback, oom_score_adj, session keyring — need only the namespaces;
+   setup channel — nothing of the runtime may leak into the container — and set the hostname,
+   loopback, oom_score_adj and session keyring, which need only the namespaces);
+3. (born in the container's cgroup v2 directory, where there is one: see stage1);
 4. the rootfs (mounts, devices) — before the hooks, which expect to see the mounts;
 5. prestart/createRuntime (run by the parent, in the runtime's namespaces), then
    createContainer (here, in the container's) — both before pivot_root, as the spec says;
 6. pivot_root, sysctl, masked and read-only paths, read-only root;
-7. in the container's cgroup (the parent moves us meanwhile; we wait for it before the hooks
-   when there are any, else here), and linux.netDevices moved in;
+7. in the container's cgroup (the parent sets it up meanwhile; on CGROUP we join its v1
+   hierarchies ourselves, or find that the parent moved us; before the hooks when there are
+   any, else here), and linux.netDevices moved in;
 8. the terminal, then the executable is looked up (so a missing binary fails create, as runc);
 9. READY; block opening exec.fifo until ``pyrunc start``;
 10. startContainer hooks, rlimits, user and capabilities, cwd, no_new_privs; then "0" down the
@@ -57,10 +59,10 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     Everything the parent would otherwise be waited for is done before ``GO``, while the parent
     validates the same bytes and claims the ID: load every module the init needs, parse the
     config, drop what the runtime may not keep (dumpable, inherited descriptors) and, when the
-    namespaces need neither a path to join nor id maps from the parent, create them and fork
-    the init.  None of it is visible outside these processes, so the parent may simply kill
-    them if it refuses the container.  ``GO`` brings the state directory (and id-mapped trees); then :func:`stage1`,
-    or, when it was forked early, :func:`container_init`.
+    namespaces need neither a path to join nor id maps from the parent, create them.  None of
+    it is visible outside this process, so the parent may simply kill it if it refuses the
+    container.  ``GO`` brings the state directory, the cgroup directory to fork the init into
+    (see :mod:`pyrunc.cgroups.base`) and the id-mapped trees; then :func:`stage1`.
     """
     try:
         from pyrunc import hooks, process, rootfs  # noqa: F401 - loaded now, used by the init
@@ -79,12 +81,12 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
         flags = namespaces.new_flags(spec.linux.namespaces)
         early = not flags & k.CLONE_NEWUSER and not any(ns.path for ns in spec.linux.namespaces)
         if early:
-            # Nothing here needs the parent: make the namespaces and fork the init now.  Stage 1
-            # is done then; the init (in them, in no cgroup of ours yet) takes GO itself.
+            # Nothing here needs the parent: make the namespaces and settle what lives in them
+            # now, while it works (the init inherits all of it).
             _unshare_rest(spec.linux, flags)
-            if sync.fork_reporting_pid(channel) != 0:
-                os._exit(0)
+            _identity(spec, container_id, no_new_keyring)
         fields, fds = channel.expect(sync.GO, with_fds=True)
+        cgroup_fd = fds.pop(1) if fields["cgroup"] else None
         ctx = Context(spec=spec, channel=channel, container_id=container_id, bundle=bundle,
                       state_dir=fds[0], no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                       extra_fds=extra_fds, listen_fds=listen_fds,
@@ -92,22 +94,25 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
         channel.send_error(*describe(err))
         os._exit(1)
-    if early:
-        container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
-    stage1(ctx, flags)
+    stage1(ctx, flags, cgroup_fd, namespaces_done=early)
 
 
-def stage1(ctx: Context, flags: int) -> None:
-    """Join and create the namespaces, then fork the init.  Never returns."""
+def stage1(ctx: Context, flags: int, cgroup_fd: int | None, namespaces_done: bool) -> None:
+    """Join and create the namespaces (unless done before GO), then fork the init, into
+    ``cgroup_fd`` when the parent sent one.  Never returns."""
     ch = ctx.channel
     try:
-        namespaces.join(ctx.spec.linux.namespaces)
-        if flags & k.CLONE_NEWUSER:
-            k.unshare(k.CLONE_NEWUSER)
-            ch.send(sync.USERNS)
-            ch.expect(sync.PROCEED)
-        _unshare_rest(ctx.spec.linux, flags)
-        if sync.fork_reporting_pid(ch) == 0:
+        if not namespaces_done:
+            namespaces.join(ctx.spec.linux.namespaces)
+            if flags & k.CLONE_NEWUSER:
+                k.unshare(k.CLONE_NEWUSER)
+                ch.send(sync.USERNS)
+                ch.expect(sync.PROCEED)
+            _unshare_rest(ctx.spec.linux, flags)
+            _identity(ctx.spec, ctx.container_id, ctx.no_new_keyring)
+        if sync.fork_reporting_pid(ch, cgroup_fd) == 0:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
             container_init(ctx, bool(flags & k.CLONE_NEWCGROUP))
         os._exit(0)
     except BaseException as err:    # noqa: BLE001 - everything goes back to the parent
@@ -153,12 +158,12 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
     cgroup = {}
 
     def join_cgroup() -> dict:
-        """The parent moves us into the container's cgroup while we set up (moving a process
-        costs an RCU grace period on cgroup v1: milliseconds, better spent in parallel); wait
-        for it before anything needs the cgroup — the first cgroup mount, the hooks, at the
-        latest the READY that lets the program start."""
+        """The parent sets up the container's cgroup while we set up; wait for it before
+        anything needs the cgroup — the first cgroup mount, the hooks, at the latest the READY
+        that lets the program start — and join its v1 hierarchies then."""
         if not cgroup:
-            ch.expect(sync.CGROUP)
+            _fields, fds = ch.expect(sync.CGROUP, with_fds=True)
+            _join_v1_hierarchies(fds)
             cgroup["dirs"] = rootfs.cgroup_dirs() if _has_cgroup_mount(spec) else {}
             if new_cgroupns:    # unshared only now, so that its root is the container's cgroup
                 k.unshare(k.CLONE_NEWCGROUP)
@@ -167,7 +172,6 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
     try:
         in_userns = spec.linux.namespace("user") is not None
         os.umask(0)
-        _identity(spec, ctx)
         if spec.process is not None and spec.process.terminal:
             from pyrunc import terminal  # noqa: F401 - no module can be loaded after pivot_root
         rootfd = rootfs.bind_rootfs(spec)
@@ -213,7 +217,23 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
     exec_process(ctx, fifo, exe, env)
 
 
-def _identity(spec, ctx: Context) -> None:
+def _join_v1_hierarchies(tasks_fds: list[int]) -> None:
+    """Move ourselves into the container's cgroup v1 hierarchies: "0" written to a ``tasks``
+    file moves the writing thread (our only one) without the lock a move by pid takes."""
+    try:
+        for fd in tasks_fds:
+            os.write(fd, b"0")
+    except OSError as err:
+        raise OSError(err.errno, f"cgroup: join the container's cgroup: {err.strerror}") \
+            from None
+    finally:
+        for fd in tasks_fds:
+            os.close(fd)
+
+
+def _identity(spec, container_id: str, no_new_keyring: bool) -> None:
+    """What lives in the new namespaces, or is inherited by the init: host and domain name,
+    loopback up, oom_score_adj, the session keyring."""
     from pyrunc import process
     if spec.hostname is not None and spec.linux.namespace("uts"):
         k.sethostname(spec.hostname)
@@ -224,9 +244,9 @@ def _identity(spec, ctx: Context) -> None:
         namespaces.loopback_up()
     if spec.process is not None and spec.process.oom_score_adj is not None:
         process.write_oom_score_adj(spec.process.oom_score_adj)
-    if not ctx.no_new_keyring:
+    if not no_new_keyring:
         try:
-            k.join_session_keyring(f"_ses.{ctx.container_id}")
+            k.join_session_keyring(f"_ses.{container_id}")
         except OSError:
             pass    # keyrings may be unavailable (e.g. disabled in this kernel); runc goes on too
 

@@ -23,12 +23,13 @@ from pyrunc.errors import ConfigError
 class SetupChild:
     """The forked stage-1 child as the parent holds it."""
 
-    __slots__ = ("pid", "sock", "config")
+    __slots__ = ("pid", "sock", "config", "extra_fds")
 
-    def __init__(self, pid: int, sock, config: bytes):
+    def __init__(self, pid: int, sock, config: bytes, extra_fds: int):
         self.pid = pid          # to kill and reap
         self.sock = sock        # the parent's end of the setup channel
         self.config = config    # config.json's bytes, as the child got them
+        self.extra_fds = extra_fds  # descriptors after stdio that go to the container
 
 
 def read_config(bundle: str) -> bytes:
@@ -60,4 +61,4 @@ def fork_setup_child(container_id: str, bundle: str, no_pivot: bool, no_new_keyr
         init.setup_child(sync.Channel(theirs), container_id, bundle, config, no_pivot,
                          no_new_keyring, extra_fds, listen_fds)      # never returns
     theirs.close()
-    return SetupChild(pid, ours, config)
+    return SetupChild(pid, ours, config, extra_fds)

@@ -10,7 +10,6 @@ These run in the init (or an exec'd process) as its last steps, in this order:
 """
 
 import os
-import resource     # imported here, not when used: after pivot_root the host's modules are gone
 
 from pyrunc import capabilities
 from pyrunc.errors import SetupError
@@ -27,13 +26,13 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def apply_rlimits(rlimits) -> None:
     for rl in rlimits:
-        soft = resource.RLIM_INFINITY if rl.soft >= 2**63 else rl.soft
-        hard = resource.RLIM_INFINITY if rl.hard >= 2**63 else rl.hard
+        soft = k.RLIM_INFINITY if rl.soft >= 2**63 else rl.soft
+        hard = k.RLIM_INFINITY if rl.hard >= 2**63 else rl.hard
         try:
-            resource.setrlimit(RLIMITS[rl.type], (soft, hard))
-        except (OSError, ValueError) as err:
-            reason = getattr(err, "strerror", None) or str(err)
-            raise SetupError(f"setrlimit {rl.type} ({rl.soft}, {rl.hard}): {reason}") from None
+            k.setrlimit(RLIMITS[rl.type], soft, hard)
+        except OSError as err:
+            raise SetupError(f"setrlimit {rl.type} ({rl.soft}, {rl.hard}): {err.strerror}") \
+                from None
 
 
 def write_oom_score_adj(value: int) -> None:

@@ -7,26 +7,31 @@ Three processes take part:
   config is checked (:mod:`pyrunc.launch`): it loads the init's modules and parses the same
   bytes while the parent validates them, checks the host and claims the ID (two cores, half the
   wait).  When no namespace is joined by path and none is a new user namespace, it creates the
-  namespaces and forks the init then too, and the init takes ``GO``.  Otherwise, on ``GO``, it
-  joins namespaces given by path, unshares the user namespace, waits for the parent to map it,
-  unshares the rest and forks the init (a fork is needed: a new pid or time namespace applies
-  to children only).  If the parent refuses the config, it kills both, which have done
-  nothing visible yet;
+  namespaces (and sets the host name, loopback, ...) then too.  On ``GO`` it joins namespaces
+  given by path, unshares the user namespace and waits for the parent to map it, unshares the
+  rest (whatever was not done before) and forks the init (a fork is needed: a new pid or time
+  namespace applies to children only) — into the container's cgroup v2 directory when ``GO``
+  brought one (see :mod:`pyrunc.cgroups.base`: the init is then never *moved* between
+  cgroups, which costs the kernel an RCU grace period).  If the parent refuses the config, it
+  kills stage 1, which has done nothing visible yet;
 * **init** — the container's pid 1; sets up the rootfs and the process, then blocks on exec.fifo
   until ``pyrunc start``.
 
 They talk over one ``SOCK_SEQPACKET`` socketpair (message boundaries for free).  A message is a
-compact JSON object ``{"m": NAME, ...}``; the console's pty master travels with ``CONSOLE`` as
-``SCM_RIGHTS``.  In order::
+compact JSON object ``{"m": NAME, ...}``; descriptors travel with it as ``SCM_RIGHTS``.  In
+order::
 
-    child  -> parent   PID          (here when the namespaces need nothing from the parent)
-    parent -> child    GO           {"idmapped": [mount index...]} + fds: the state
-                                    directory, then the id-mapped trees (to the init, if forked)
+    parent -> child    GO           {"cgroup": bool, "idmapped": [mount index...]} + fds: the
+                                    state directory, the cgroup v2 directory to fork the init
+                                    into (if "cgroup"), the id-mapped trees
     child  -> parent   USERNS       (only with a new user namespace) "map my ids"
     parent -> child    PROCEED      (only then) ids mapped: go on
-    child  -> parent   PID          (here otherwise) {"pid": init's pid as the parent sees it}
-    parent -> init     CGROUP       the init is in its cgroup, linux.netDevices in its network
-                                    namespace (it sets up meanwhile)
+    child  -> parent   PID          {"pid": init's pid as the parent sees it}
+    parent -> init     CGROUP       the cgroup is set up, linux.netDevices are in the init's
+                                    network namespace; + fds: the cgroup v1 ``tasks`` files
+                                    the init joins itself (without them, the parent has moved
+                                    it).  The init sets up meanwhile, and waits for this
+                                    before it needs the cgroup
     init   -> parent   HOOKS        (only with prestart/createRuntime hooks) "run them now"
     parent -> init     HOOKS_DONE
     init   -> parent   CONSOLE      (only with process.terminal) + the pty master fd
@@ -59,22 +64,24 @@ _MAX = 65536
 _CMSG_ROOM = _socket.CMSG_SPACE(4 * 253)    # SCM_MAX_FD descriptors in one message
 
 
-def fork_reporting_pid(ch: "Channel") -> int:
-    """fork(); the parent sends PID {"pid": child} and only then may the child go on.
+def fork_reporting_pid(ch: "Channel", cgroup_fd: int | None = None) -> int:
+    """fork(); the parent sends PID {"pid": child}, and the child's first message waits for
+    that.  With ``cgroup_fd`` the child is born in that cgroup v2 directory (clone3).
 
-    Parent and child share the channel: without this, the child's first message could arrive
-    before the parent's PID and break the protocol's order.  A child whose parent died before
-    reporting it exits at once: the runtime could neither wait for it nor kill it.  Returns 0
-    in the child.
+    Parent and child share the channel: without the wait, the child's first message could
+    arrive before the parent's PID and break the protocol's order.  The child sets up meanwhile.
+    A child whose parent died before reporting it exits when it would first speak: the runtime
+    could neither wait for it nor kill it.  Returns 0 in the child.
     """
     r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    if cgroup_fd is None:
+        pid = os.fork()
+    else:
+        from pyrunc.linux import sys as k
+        pid = k.fork_into_cgroup(cgroup_fd)
     if pid == 0:
         os.close(w)
-        sent = os.read(r, 1)
-        os.close(r)
-        if sent != b"1":    # the parent died before it could report us: nobody knows we exist
-            os._exit(1)
+        ch.reported = r
         return 0
     os.close(r)
     try:
@@ -99,6 +106,14 @@ class Channel:
 
     def __init__(self, sock):
         self.sock = sock
+        self.reported: int | None = None  # see fork_reporting_pid
+
+    def _wait_reported(self) -> None:
+        r, self.reported = self.reported, None
+        sent = os.read(r, 1)
+        os.close(r)
+        if sent != b"1":    # the parent died before it could report us: nobody knows we exist
+            os._exit(1)
 
     @classmethod
     def pair(cls) -> tuple["Channel", "Channel"]:
@@ -112,6 +127,8 @@ class Channel:
         self.sock.close()
 
     def send(self, name: str, fds: list[int] | None = None, **fields) -> None:
+        if self.reported is not None:
+            self._wait_reported()
         fields["m"] = name
         data = jsonio.dumps(fields).encode()
         if fds:

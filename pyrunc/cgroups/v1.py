@@ -93,11 +93,12 @@ class V1Manager(base.Manager):
         res = parse(resources)
         node_rules = dev.rules_for_nodes(devices)
         for d in self.leaf_dirs():
-            if os.path.isdir(d) and base.all_pids(d):
+            if os.path.isdir(d) and not (self.cloning and d == self.unified_dir) and \
+                    base.all_pids(d):
                 raise CgroupError(f"cgroup: {d} already has processes in it")
         if "freezer" in self.dirs and os.path.isdir(self.dirs["freezer"]) and self.frozen():
             raise CgroupError(f"cgroup: {self.dirs['freezer']} is frozen")
-        created: list[str] = []
+        created = list(self.created)
         try:
             for d in self.leaf_dirs():
                 base.make_dirs(d, created)
@@ -107,7 +108,10 @@ class V1Manager(base.Manager):
                 cpuset.init_v1([c for c in created if root == c or root.startswith(c + "/")])
             self._set(res, update=False, node_rules=node_rules)
         except BaseException:
-            self._undo(created)
+            if self.cloning:
+                self.created = created  # the init may be in it already: destroy() kills first
+            else:
+                self._undo(created)
             raise
         self.created = created
         self.nodes = [(r.type, r.major, r.minor) for r in node_rules]
@@ -125,6 +129,12 @@ class V1Manager(base.Manager):
     def apply(self, pid: int) -> None:
         for d in self.leaf_dirs():
             files.write(d, "cgroup.procs", pid, f"cgroup: add pid {pid}")
+
+    def clone_dir(self) -> str | None:
+        return self.unified_dir
+
+    def self_join_files(self) -> list[str]:
+        return [f"{d}/tasks" for d in dict.fromkeys(self.dirs.values())]
 
     def update(self, resources: dict) -> None:
         from .resources import DeviceRule, parse

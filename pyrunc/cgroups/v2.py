@@ -108,16 +108,20 @@ class V2Manager(base.Manager):
 
         res = parse(resources)
         node_rules = dev.rules_for_nodes(devices)
-        refuse_busy(self.path)
-        if os.path.isdir(self.path) and self.frozen():
-            raise CgroupError(f"cgroup: {self.path} is frozen")
-        created: list[str] = []
+        if not self.cloning:        # (else checked when the directory was made)
+            refuse_busy(self.path)
+            if os.path.isdir(self.path) and self.frozen():
+                raise CgroupError(f"cgroup: {self.path} is frozen")
+        created = list(self.created)
         try:
             base.make_dirs(self.path, created)
             enable_controllers(self.mount, self.path)
             self._set(res, update=False, node_rules=node_rules)
         except BaseException:
-            self._undo(created)
+            if self.cloning:
+                self.created = created  # the init may be in it already: destroy() kills first
+            else:
+                self._undo(created)
             raise
         self.created = created
         self.nodes = [(r.type, r.major, r.minor) for r in node_rules]
@@ -132,6 +136,9 @@ class V2Manager(base.Manager):
 
     def apply(self, pid: int) -> None:
         files.write(self.path, "cgroup.procs", pid, f"cgroup: add pid {pid}")
+
+    def clone_dir(self) -> str | None:
+        return self.path
 
     def update(self, resources: dict) -> None:
         from .resources import DeviceRule, parse

@@ -1,17 +1,19 @@
 """Start the kernel's wait for moving a process between cgroups early, off the critical path.
 
-Every write to a ``cgroup.procs`` file takes one global lock, ``cgroup_threadgroup_rwsem``, for
-writing.  It is a per-cpu rwsem: readers (fork, exit) stay on a fast path until a writer
+Every write of a pid to a ``cgroup.procs`` file takes one global lock, ``cgroup_threadgroup_rwsem``,
+for writing.  It is a per-cpu rwsem: readers (fork, exit) stay on a fast path until a writer
 arrives, and the writer first waits for an RCU grace period so that every reader has seen it
-coming.  That wait costs 5-25 ms on this kind of machine, and it is the single largest item on
-``pyrunc create``'s critical path: the parent cannot move the init into its cgroup before it.
+coming.  That wait costs 5-25 ms on this kind of machine.  ``create`` avoids moving the init at
+all where it can (see :mod:`pyrunc.cgroups.base`); this module is for the moves that remain:
+``pyrunc exec``'s process, and the init of a container with a user namespace.
 
 The wait is skipped while the lock's "slow mode" is still on: for about one grace period after a
 writer has left, a new writer goes straight through.  So :func:`start` launches a thread that,
-while the runtime parses the bundle and forks, writes this process's own pid into the cgroup it
-is already in — a move to where it is, which changes nothing but pays the grace period — and
-then repeats the write every few milliseconds (half a grace period, as long as the first write
-waited), which keeps the slow mode on, until :func:`stop`.  The real move of the init then costs microseconds.
+while the runtime works, writes this process's own pid into the cgroup it is already in — a move
+to where it is, which changes nothing but pays the grace period — and then repeats the write
+every few milliseconds (half a grace period, as long as the first write waited), which keeps the
+slow mode on, until :func:`stop`.  The real move then costs microseconds.  (The write holds the
+global cgroup mutex while it waits: cgroup mkdirs wait with it.)
 
 Nothing here may fail a container: any error just ends the warm-up.  The thread imports
 nothing (a fork while it held the import lock would wedge the child).  Its descriptor is

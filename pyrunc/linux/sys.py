@@ -50,8 +50,24 @@ class _Function(_ctypes.CFuncPtr):
     _restype_ = c_int
 
 
+class _PythonAPIFunction(_ctypes.CFuncPtr):
+    """A function of the interpreter's C API: called with the GIL held."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI
+    _restype_ = None
+
+
+class _ForkingSyscall(_ctypes.CFuncPtr):
+    """syscall(2) for a call that forks: the GIL stays held across it, as os.fork() holds it,
+    so the child starts with the GIL its one thread owns."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO | _ctypes.FUNCFLAG_PYTHONAPI
+    _restype_ = c_long
+
+
 class _Libc:
-    _handle = _ctypes.dlopen(None, 0)     # the libc the interpreter is linked with
+    _handle = _ctypes.dlopen(None, 0)     # the libc the interpreter is linked with (and the
+                                          # interpreter itself: its C API is found here too)
 
 
 def _libc(name: str, restype=c_int) -> _Function:
@@ -157,6 +173,10 @@ _SYS_move_mount = 429
 _SYS_openat2 = 437
 _SYS_mount_setattr = 442
 _SYS_keyctl = 250
+_SYS_clone3 = 435
+
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17
 
 KEYCTL_JOIN_SESSION_KEYRING = 1
 
@@ -282,6 +302,29 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(ret, "prctl")
 
 
+_before_fork = _PythonAPIFunction(("PyOS_BeforeFork", _Libc))
+_after_fork_parent = _PythonAPIFunction(("PyOS_AfterFork_Parent", _Libc))
+_after_fork_child = _PythonAPIFunction(("PyOS_AfterFork_Child", _Libc))
+_clone3 = _ForkingSyscall(("syscall", _Libc))
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """``os.fork()`` whose child starts in the cgroup v2 directory ``cgroup_fd`` (an O_RDONLY
+    directory fd): clone3(CLONE_INTO_CGROUP).  The child is placed as it is created, without
+    the grace-period wait that moving a process through cgroup.procs costs.  The interpreter's
+    fork hooks run around it exactly as around ``os.fork()``.  Returns 0 in the child."""
+    # struct clone_args (CLONE_ARGS_SIZE_VER2): flags, pidfd, child_tid, parent_tid,
+    # exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup — all u64
+    args = struct.pack("=11Q", CLONE_INTO_CGROUP, 0, 0, 0, _SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd)
+    _before_fork()
+    pid = _clone3(c_long(_SYS_clone3), args, c_ulong(len(args)))
+    if pid == 0:
+        _after_fork_child()
+        return 0
+    _after_fork_parent()
+    return _check(pid, "clone3")
+
+
 def pidfd_open(pid: int, flags: int = 0) -> int:
     return _check(_syscall(_SYS_pidfd_open, c_int(pid), c_uint(flags)), "pidfd_open")
 
@@ -289,6 +332,16 @@ def pidfd_open(pid: int, flags: int = 0) -> int:
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     ret = _syscall(_SYS_pidfd_send_signal, c_int(pidfd), c_int(sig), None, c_uint(0))
     _check(ret, "kill")
+
+
+RLIM_INFINITY = 2**64 - 1
+_setrlimit = _libc("setrlimit")
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2) (the ``resource`` module would cost one more shared library per create)."""
+    # struct rlimit { rlim_t rlim_cur; rlim_t rlim_max; }
+    _check(_setrlimit(c_int(resource), struct.pack("=QQ", soft, hard)), "setrlimit")
 
 
 def sethostname(name: str) -> None:

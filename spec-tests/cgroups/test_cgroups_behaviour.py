@@ -6,6 +6,7 @@ Until the runtime is wired to the Manager, the "container" is a busybox shell pu
 Manager's cgroup before it starts its script.
 """
 
+import errno
 import os
 import signal
 import time
@@ -107,6 +108,84 @@ def test_a_cgroup_with_processes_is_refused(cgroup, spawn):
     with pytest.raises(CgroupError, match="already has processes in it"):
         other.create(None)
     assert mgr.pids()                  # the first container is untouched
+
+
+# --- a process placed without being moved (how create places the init) -------------------------
+
+def _born_in(mgr):
+    """A child forked into the manager's cgroup v2 directory (plain fork where there is none)
+    that, once told, joins the v1 hierarchies itself; returns (pid, the pipe that tells it)."""
+    from pyrunc.linux import sys as k
+    fd = mgr.make_clone_dir()
+    r, w = os.pipe()
+    pid = os.fork() if fd is None else k.fork_into_cgroup(fd)
+    if pid == 0:
+        try:
+            os.close(w)
+            os.read(r, 1)
+            for path in mgr.self_join_files():
+                joined = os.open(path, os.O_WRONLY)
+                os.write(joined, b"0")
+                os.close(joined)
+            os.read(r, 1)
+        finally:
+            os._exit(0)
+    os.close(r)
+    if fd is not None:
+        os.close(fd)
+    return pid, w
+
+
+def test_a_process_born_in_the_cgroup_joins_every_hierarchy_without_a_move(cgroup):
+    name = f"{SESSION}-{new_counter()}/ctr"
+    mgr = cgroup(create=False, path=name)
+    pid, go = _born_in(mgr)
+    try:
+        if mgr.clone_dir() is not None:         # in its v2 cgroup from the first instruction
+            with open(f"/proc/{pid}/cgroup") as f:
+                assert f.read().splitlines()[-1] == f"0::{main_dir_rel(mgr, name)}"
+        mgr.create({"pids": {"limit": 10}})     # (the child there is no squatter)
+        os.write(go, b"1")
+        wait_for(lambda: mgr.pids() == [pid], what="the child in the cgroup")
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+        assert all(line.endswith("/" + name) for line in lines), lines
+    finally:
+        os.close(go)
+        mgr.destroy()
+        os.waitpid(pid, 0)
+    assert_nothing_left(mgr)
+
+
+def main_dir_rel(mgr, name):
+    """The v2 cgroup path /proc/<pid>/cgroup shows for ``name`` (relative to our own)."""
+    with open("/proc/self/cgroup") as f:
+        own = f.read().splitlines()[-1].split(":", 2)[2]
+    parent = (os.path.dirname(own.rstrip("/")) or "/") if mgr.driver == "v2" else own
+    return os.path.join(parent, name)
+
+
+def test_a_clone_dir_with_processes_is_refused(cgroup, spawn):
+    mgr = cgroup()
+    if mgr.clone_dir() is None:
+        pytest.skip("legacy cgroup v1 host: no cgroup v2 directory to fork into")
+    spawn("busybox sleep 60", mgr)
+    path = os.path.relpath(main_dir(mgr), os.path.dirname(os.path.dirname(main_dir(mgr))))
+    with pytest.raises(CgroupError, match="already has processes in it"):
+        new_manager(path, "other").make_clone_dir()
+    assert mgr.pids()                  # the first container is untouched
+
+
+def test_fork_into_a_cgroup_fails_cleanly_on_a_bad_descriptor():
+    from pyrunc.linux import sys as k
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError) as err:
+            k.fork_into_cgroup(r)       # not a cgroup directory
+        assert err.value.errno == errno.EBADF and "clone3" in str(err.value)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 # --- limits -----------------------------------------------------------------------------------

@@ -185,6 +185,27 @@ def test_cgroups_path_is_honoured(runtime):
     assert all(line.split(":", 2)[2].startswith(f"/{name}") for line in lines), lines
 
 
+@pytest.mark.parametrize("userns", [False, True], ids=["born-in-it", "moved-in-userns"])
+def test_init_is_in_every_cgroup_of_the_container(runtime, userns):
+    """Without a user namespace the init is forked into the cgroup v2 directory (clone3) and
+    joins the v1 hierarchies itself; with one, the parent moves it.  Either way every hierarchy
+    shows the container's cgroup before the program runs (the program reads its own)."""
+    name = f"{runtime.prefix}-placed-{int(userns)}"
+    extra = {"cgroupsPath": f"/{name}"}
+    if userns:
+        cfg = base_config()
+        extra["namespaces"] = cfg["linux"]["namespaces"] + [{"type": "user"}]
+        extra["uidMappings"] = extra["gidMappings"] = [
+            {"containerID": 0, "hostID": 100000, "size": 65536}]
+    cid, _ = start(runtime, "cat /proc/self/cgroup > /tmp/cg; sleep 3600", extra_linux=extra)
+    pid = runtime.state(cid)["pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    assert all(line.split(":", 2)[2] == f"/{name}" for line in lines), lines
+    inside = wait_for(lambda: runtime("exec", cid, "cat", "/tmp/cg").out, what="/tmp/cg")
+    assert len(inside.splitlines()) == len(lines), inside
+
+
 @pytest.mark.parametrize("resources,needle", [
     ({"memory": {"limit": "lots"}}, "linux.resources.memory.limit"),
     ({"cpu": {"cpus": "0-999"}}, "linux.resources.cpu"),
