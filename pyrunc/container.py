@@ -79,7 +79,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             console = terminal.connect_console_socket(opts.console_socket)
         _create_cgroup(c, spec, mgr)
         log.debug("create: cgroup made")
-        master = _drive_setup(c, spec, ch, child.pid, mgr, cloned=clone_fd is not None)
+        master = _drive_setup(c, spec, ch, child.pid, mgr)
         if master is not None:
             if console is not None:
                 from pyrunc import terminal
@@ -241,9 +241,10 @@ def _create_cgroup(c, spec, mgr) -> None:
     c.cgroup = mgr.to_state()
 
 
-def _drive_setup(c, spec, ch, child: int, mgr, cloned: bool) -> int | None:
-    """``cloned``: the init was forked into the cgroup's v2 directory; it joins the v1
-    hierarchies itself, through the ``tasks`` files CGROUP brings.  Otherwise it is moved here."""
+def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
+    """Without a user namespace the init was forked into the cgroup's v2 directory (if any) and
+    joins the v1 hierarchies itself, through the ``tasks`` files CGROUP brings; with one, it is
+    moved here (see _clone_dir)."""
     from pyrunc import sync
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
@@ -255,7 +256,7 @@ def _drive_setup(c, spec, ch, child: int, mgr, cloned: bool) -> int | None:
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
     log.debug("create: init forked")
-    if cloned:
+    if userns is None:
         join = _open_for_writing(mgr.self_join_files())
     else:
         from pyrunc.cgroups import warm
