@@ -37,10 +37,11 @@ __all__ = ["build", "install", "Finder"]
 class Finder:
     """A meta path finder and loader for the modules one bundle holds."""
 
-    def __init__(self, path: str, index: dict, base: int):
+    def __init__(self, path: str, inode: int, index: dict, base: int):
         self.path = path        # the bundle, opened again for each module: no descriptor of
-        self.index = index      # ours stays open to be inherited or to take a number a
-        self.base = base        # caller's --preserve-fds means; code starts at ``base``
+        self.inode = inode      # ours stays open to be inherited or to take a number a
+        self.index = index      # caller's --preserve-fds means; a bundle rebuilt since (another
+        self.base = base        # inode) is not read; code starts at ``base``
 
     def find_spec(self, name, path=None, target=None):
         entry = self.index.get(name)
@@ -51,7 +52,7 @@ class Finder:
             st = os.stat(source)
             if st.st_mtime_ns != mtime_ns or st.st_size != length:
                 return None                     # edited since the bundle was built
-            code = _pread(self.path, size, self.base + off)
+            code, _ = _pread(self.path, size, self.base + off, self.inode)
         except OSError:
             return None
         spec = ModuleSpec(name, self, origin=source, is_package=is_pkg, loader_state=code)
@@ -69,29 +70,35 @@ class Finder:
         exec(marshal.loads(code), module.__dict__)
 
 
-def _pread(path: str, size: int, offset: int) -> bytes:
+def _pread(path: str, size: int, offset: int, inode: int | None = None) -> tuple[bytes, int]:
+    """``size`` bytes at ``offset`` of the file, and its inode; OSError if the file is not the
+    one with ``inode`` (when given) or is short."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        found = os.fstat(fd).st_ino
+        if inode is not None and found != inode:
+            raise OSError(0, "bundle: rebuilt since this process started", path)
         data = os.pread(fd, size, offset)
     finally:
         os.close(fd)
     if len(data) != size:
         raise OSError(0, "bundle: short read", path)
-    return data
+    return data, found
 
 
 def install(path: str) -> None:
     """Serve imports from the bundle at ``path`` first; without a usable one, change nothing."""
     try:
-        head = _pread(path, 8, 0)
+        head, inode = _pread(path, 8, 0)
         if head[:4] != MAGIC_NUMBER:
             return                              # written by another Python version
         size = int.from_bytes(head[4:8], "little")
-        index = marshal.loads(_pread(path, size, 8))
+        index, _ = _pread(path, size, 8, inode)
+        index = marshal.loads(index)
     except (OSError, ValueError, EOFError):
         return
     import sys
-    sys.meta_path.insert(0, Finder(path, index, 8 + size))
+    sys.meta_path.insert(0, Finder(path, inode, index, 8 + size))
 
 
 def build(package_dir: str, path: str) -> int:

@@ -74,6 +74,27 @@ def test_a_bundle_from_another_python_or_a_missing_one_changes_nothing(tmp_path)
     assert {v[0] for v in probe(tmp_path, tmp_path / "absent").values()} == {"files"}
 
 
+def test_a_bundle_rebuilt_after_start_is_not_read(tmp_path):
+    """A process keeps the index it read; a bundle replaced since (``make setup`` while a
+    ``pyrunc`` runs) has other offsets: the process loads from the sources instead."""
+    make_package(tmp_path)
+    path = build(tmp_path)
+    code = PROBE.format(repo=REPO, tmp=str(tmp_path), path=str(path)).replace(
+        "import pkg.sub.leaf, pkg.plain",
+        f"import os; os.replace({str(build_copy(tmp_path))!r}, {str(path)!r})\n"
+        "import pkg.sub.leaf, pkg.plain")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    assert {line.split()[1] for line in out.splitlines()} == {"files"}, out
+
+
+def build_copy(tmp):
+    from pyrunc import bundle
+    other = tmp / "other.bundle"
+    bundle.build(str(tmp / "pkg"), str(other))
+    return other
+
+
 def test_the_launcher_imports_pyrunc_through_the_bundle():
     launcher = os.path.join(REPO, ".venv", "bin", "pyrunc")
     with open(launcher) as f:
