@@ -232,14 +232,44 @@ def remove_created_parents(created: list[str], keep: set[str]) -> None:
 
 
 def kill_and_remove(mgr: Manager, dirs: list[str], main: str) -> None:
-    """The body of ``destroy``: nothing may survive in the cgroup, then remove it everywhere."""
+    """The body of ``destroy``: nothing may survive in the cgroup, then remove it everywhere.
+
+    A container's processes are in every directory, so ``main`` tells whether any are left —
+    except after a create that failed half-way, whose init may be in some directories only
+    (born in the v2 one, not yet joined to the v1 ones).  So a directory that will not go
+    because something is still in it gets that killed too; a normal delete pays nothing."""
     if any(os.path.isdir(d) for d in dirs):
         if os.path.isdir(main) and all_pids(main):
-            if mgr.frozen():
-                mgr.thaw()     # v1 frozen tasks do not die until thawed
-            mgr.kill_all(SIGKILL)
-            if not wait_empty(main):
-                raise CgroupError(f"cgroup: {main}: processes survive SIGKILL: "
-                                  f"{all_pids(main)}")
+            _kill_everything(mgr, main)
         for d in dirs:
+            if _rmdir(d):
+                continue
+            if all_pids(d):
+                _kill_everything(mgr, d, directly=True)
             remove_tree(d)
+
+
+def _kill_everything(mgr: Manager, directory: str, directly: bool = False) -> None:
+    """SIGKILL the container's processes and wait for ``directory`` to be empty; ``directly``:
+    also those in it that the hierarchy the manager signals does not hold."""
+    if mgr.frozen():
+        mgr.thaw()     # v1 frozen tasks do not die until thawed
+    mgr.kill_all(SIGKILL)
+    if directly:
+        signal_all(directory, SIGKILL)
+    if not wait_empty(directory):
+        raise CgroupError(f"cgroup: {directory}: processes survive SIGKILL: "
+                          f"{all_pids(directory)}")
+
+
+def _rmdir(directory: str) -> bool:
+    """rmdir now if it can go at once (or is gone); False when it is busy."""
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise CgroupError(f"cgroup: rmdir {directory}: {err.strerror}") from None
+        return False
+    return True

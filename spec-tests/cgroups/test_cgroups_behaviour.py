@@ -157,6 +157,25 @@ def test_a_process_born_in_the_cgroup_joins_every_hierarchy_without_a_move(cgrou
     assert_nothing_left(mgr)
 
 
+def test_destroy_kills_a_process_born_in_a_cgroup_whose_limits_were_refused(cgroup):
+    """How a create fails half-way: the init is born in the v2 directory, then the limits are
+    refused before it has joined the v1 hierarchies.  destroy must still kill it and leave no
+    directory behind (on a hybrid host it is in the unified directory only)."""
+    mgr = cgroup(create=False)
+    if mgr.clone_dir() is None:
+        pytest.skip("legacy cgroup v1 host: no cgroup v2 directory to fork into")
+    pid, go = _born_in(mgr)
+    try:
+        with pytest.raises(CgroupError, match="linux.resources.cpu"):
+            mgr.create({"cpu": {"cpus": "0-999"}})
+        mgr.destroy()
+    finally:
+        os.close(go)                    # (the child leaves by itself if nothing killed it)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+    assert_nothing_left(mgr)
+
+
 def main_dir_rel(mgr, name):
     """The v2 cgroup path /proc/<pid>/cgroup shows for ``name`` (relative to our own)."""
     with open("/proc/self/cgroup") as f:
