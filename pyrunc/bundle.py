@@ -26,7 +26,7 @@ bundle too.
 """
 
 import marshal
-import os
+import posix     # (not os: the launcher imports this module first, before anything else)
 
 from _frozen_importlib import ModuleSpec        # importlib.machinery's, without its import
 from _frozen_importlib_external import MAGIC_NUMBER
@@ -49,7 +49,7 @@ class Finder:
             return None
         off, size, is_pkg, source, mtime_ns, length = entry
         try:
-            st = os.stat(source)
+            st = posix.stat(source)
             if st.st_mtime_ns != mtime_ns or st.st_size != length:
                 return None                     # edited since the bundle was built
             code, _ = _pread(self.path, size, self.base + off, self.inode)
@@ -57,7 +57,7 @@ class Finder:
             return None
         spec = ModuleSpec(name, self, origin=source, is_package=is_pkg, loader_state=code)
         if is_pkg:
-            spec.submodule_search_locations = [os.path.dirname(source)]
+            spec.submodule_search_locations = [source.rpartition("/")[0]]
         spec.has_location = True                # sets __file__ to the source
         return spec
 
@@ -73,14 +73,14 @@ class Finder:
 def _pread(path: str, size: int, offset: int, inode: int | None = None) -> tuple[bytes, int]:
     """``size`` bytes at ``offset`` of the file, and its inode; OSError if the file is not the
     one with ``inode`` (when given) or is short."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        found = os.fstat(fd).st_ino
+        found = posix.fstat(fd).st_ino
         if inode is not None and found != inode:
             raise OSError(0, "bundle: rebuilt since this process started", path)
-        data = os.pread(fd, size, offset)
+        data = posix.pread(fd, size, offset)
     finally:
-        os.close(fd)
+        posix.close(fd)
     if len(data) != size:
         raise OSError(0, "bundle: short read", path)
     return data, found
@@ -104,6 +104,7 @@ def install(path: str) -> None:
 def build(package_dir: str, path: str) -> int:
     """Compile every module under ``package_dir`` (a package) into a bundle at ``path``,
     replaced atomically; returns how many modules it holds."""
+    import os
     package_dir = os.path.abspath(package_dir)
     top = os.path.basename(package_dir)
     index, chunks, offset = {}, [], 0

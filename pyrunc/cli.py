@@ -9,9 +9,9 @@ Each command's module is imported only when that command runs.  Errors print one
 :mod:`pyrunc.log`) and exit 1; ``run`` exits with the container's exit code.
 """
 
-import os
 import sys
 
+from pyrunc.linux import os
 from pyrunc import log
 from pyrunc.errors import PyruncError
 
@@ -94,7 +94,7 @@ def _create_options(flags: dict):
 
 def _listen_fds() -> int:
     """Descriptors passed by socket activation ($LISTEN_FDS), which go on to the container."""
-    listen = os.environ.get("LISTEN_FDS", "")
+    listen = os.getenv("LISTEN_FDS", "")
     return int(listen) if listen.isdigit() else 0
 
 

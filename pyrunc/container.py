@@ -13,8 +13,7 @@ If anything fails, :func:`_abort` kills what was started and removes the cgroup 
 directory, so the failed create leaves no process, mount, namespace, cgroup or state behind.
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc import jsonio, log, state
 from pyrunc.errors import PyruncError, SetupError, StateError
 from pyrunc.linux import proc

@@ -10,9 +10,9 @@ Then the links: /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr → /proc/self/fd.
 pts/ptmx.
 """
 
-import os
 import stat
 
+from pyrunc.linux import os
 from pyrunc.errors import SetupError
 from pyrunc.linux import inroot
 from pyrunc.linux import sys as k

@@ -20,8 +20,7 @@ In the foreground the parent is a subreaper: the process is re-parented to it, a
 signals, relays a terminal, and returns the exit code (128+signal if killed).
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc import foreground, state, sync
 from pyrunc.errors import ConfigError, PyruncError, SetupError, StateError, describe
 from pyrunc.linux import proc as procfs

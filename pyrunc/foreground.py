@@ -6,8 +6,7 @@ file engines read, reaping the short-lived setup child, and — for a foreground
 status the way a shell reports it (128+signal when killed).
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc.errors import SetupError
 from pyrunc.linux import proc
 

@@ -10,10 +10,10 @@ A failing hook raises :class:`HookError` naming the hook (``hooks.createRuntime[
 why (exit status, signal, time-out, exec failure) with the tail of what it printed.
 """
 
-import os
 import select
 import time
 
+from pyrunc.linux import os
 from pyrunc.errors import PyruncError
 
 CONFIG_KEYS = {"prestart": "prestart", "create_runtime": "createRuntime",

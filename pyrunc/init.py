@@ -26,8 +26,7 @@ The init's sequence, and why in this order:
     fifo and execve (the fifo closes on exec: ``start`` sees EOF and knows the program runs).
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc import jsonio, log, namespaces, sync
 from pyrunc.errors import describe
 from pyrunc.linux import sys as k

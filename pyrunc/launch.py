@@ -15,8 +15,8 @@ refuses the container kills it.  This module imports nothing beyond what the int
 """
 
 import _socket
-import os
 
+from pyrunc.linux import os
 from pyrunc.errors import ConfigError
 
 

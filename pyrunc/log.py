@@ -11,9 +11,10 @@ also printed to stderr as a plain line, as runc does, so a person at a terminal 
 The file is opened lazily: a command that logs nothing never touches it.
 """
 
-import os
 import sys
 import time
+
+from pyrunc.linux import os
 
 _path: str | None = None
 _json_format = False

@@ -14,9 +14,9 @@ a namespace of the stated type is a config error, as the spec requires.
 """
 
 import fcntl
-import os
 import struct
 
+from pyrunc.linux import os
 from pyrunc.errors import ConfigError, SetupError
 from pyrunc.linux import sys as k
 

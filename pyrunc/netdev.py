@@ -10,8 +10,7 @@ For each entry the parent (``pyrunc create``, in the runtime namespace):
 pyroute2 does the netlink work; it is imported only when a config asks for this.
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc.errors import SetupError
 
 IFA_F_PERMANENT = 0x80

@@ -9,8 +9,7 @@ These run in the init (or an exec'd process) as its last steps, in this order:
 5. umask, cwd (checked to be inside the root), no_new_privs — then execve.
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc import capabilities
 from pyrunc.errors import SetupError
 from pyrunc.linux import sys as k

@@ -20,9 +20,9 @@ that must see the mounts before pivot_root (prestart/createRuntime/createContain
 """
 
 import errno
-import os
 import stat
 
+from pyrunc.linux import os
 from pyrunc import devices, mounts
 from pyrunc.errors import SetupError
 from pyrunc.linux import inroot

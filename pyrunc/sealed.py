@@ -21,8 +21,9 @@ unprivileged caller, a filesystem without the attribute), pyrunc goes on unseale
 nothing a container could not already reach.
 """
 
-import os
 import sys
+
+from pyrunc.linux import os
 
 _MARK = "_PYRUNC_SEALED"
 
@@ -51,7 +52,10 @@ def _exe_is_immutable() -> bool:
 
 def ensure_sealed() -> None:
     """Re-exec from a read-only interpreter unless this process's exe is safe already."""
-    if os.environ.pop(_MARK, None) == "1" or _exe_is_immutable():
+    sealed = os.getenv(_MARK) == "1"
+    if sealed:
+        os.unsetenv(_MARK)      # (it must not reach hooks or the container)
+    if sealed or _exe_is_immutable():
         return
     from pyrunc.linux import sys as k
     try:

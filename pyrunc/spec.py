@@ -12,7 +12,7 @@ Unknown fields are ignored, as the spec requires.  Every error names the field's
 ``config.json: process.args: must be a non-empty array of strings``.
 """
 
-import os
+from pyrunc.linux import os
 from pyrunc.record import field, record
 
 from pyrunc.errors import ConfigError

@@ -6,8 +6,7 @@ rootfs, the usual /proc /dev /sys mounts and the usual masked and read-only path
 to root, no network namespace, and /sys bound from the host instead of mounted.
 """
 
-import os
-
+from pyrunc.linux import os
 from pyrunc import jsonio
 from pyrunc.errors import PyruncError
 

@@ -23,8 +23,8 @@ one clear line and changes nothing.
 
 import errno
 import fcntl
-import os
 import time
+from pyrunc.linux import os
 from pyrunc.record import field, record
 
 from pyrunc import jsonio
@@ -179,7 +179,7 @@ def _refusal(operation: str, container_id: str, status: str) -> str:
 
 
 def _open_root(root: str, create: bool) -> None:
-    if create:
+    if create and not os.path.isdir(root):    # (there already, but for the first create)
         try:
             os.makedirs(root, mode=0o700, exist_ok=True)
         except OSError as err:

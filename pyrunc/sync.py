@@ -43,9 +43,9 @@ a message was due means the peer died: also a :class:`ChildError`.
 """
 
 import _socket
-import os
 import struct
 
+from pyrunc.linux import os
 from pyrunc import jsonio
 from pyrunc.errors import SetupError
 

@@ -13,11 +13,11 @@ The master goes to the ``pyrunc`` parent over the setup channel, and from there 
 
 import _socket
 import fcntl
-import os
 import stat
 import struct
 import termios
 
+from pyrunc.linux import os
 from pyrunc.errors import SetupError
 
 TIOCGPTPEER = 0x5441

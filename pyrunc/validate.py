@@ -35,8 +35,7 @@ runtimes reject it too), and a pattern's final ``$`` means the end of the string
 ECMA-262, not "before a final newline" as in Python's ``re``.
 """
 
-import os
-
+from pyrunc.linux import os
 from . import jsonio
 from .spec import CAPABILITIES, sysctl_relpath  # shared with the runtime (re-exported)
 from .errors import ConfigError

@@ -22,8 +22,7 @@ Every failure is a :class:`~pyrunc.errors.CgroupError` with one line naming the 
 cgroup file and the reason.
 """
 
-import os
-
+from ..linux import os
 from ..errors import CgroupError
 
 # The drivers (and .base, which they share) load when a manager is made: importing this package

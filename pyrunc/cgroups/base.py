@@ -8,10 +8,10 @@ before are never touched.
 """
 
 import errno
-import os
 from _signal import SIGKILL
 import time
 
+from ..linux import os
 from ..errors import CgroupError
 from . import files
 

@@ -10,8 +10,8 @@ cpu.rt_runtime_us, cpu.idle.  Usage comes from cpuacct.
 """
 
 
-import os
 
+from ..linux import os
 from ..errors import CgroupError
 from . import files
 

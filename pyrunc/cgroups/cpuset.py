@@ -6,8 +6,8 @@ first (:func:`init_v1`).
 """
 
 
-import os
 
+from ..linux import os
 from . import files
 
 # for the annotations only (no import at run time: this module is on the hot path)

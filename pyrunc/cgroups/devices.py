@@ -18,8 +18,7 @@ attached to the cgroup with ``BPF_F_ALLOW_MULTI``; replacing the rules attaches 
 before detaching the old ones, so access is never wider than either list during the change.
 """
 
-import os
-
+from ..linux import os
 from ..errors import CgroupError
 from . import files
 from .resources import DeviceRule

@@ -8,8 +8,8 @@ config field that asked for it::
 """
 
 import errno
-import os
 
+from ..linux import os
 from ..errors import CgroupError
 
 MAX_U64 = 2**64 - 1
@@ -98,7 +98,13 @@ def procs(directory: str) -> list[int]:
 
 
 def subdirs(directory: str):
-    """Child cgroups of ``directory``, bottom-up (deepest first), as absolute paths."""
-    for root, dirs, _ in os.walk(directory, topdown=False):
-        for d in dirs:
-            yield os.path.join(root, d)
+    """Child cgroups of ``directory``, each after the cgroups below it, as absolute paths (a
+    directory that cannot be listed has none, as with os.walk)."""
+    try:
+        with os.scandir(directory) as entries:
+            children = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for child in children:
+        yield from subdirs(child)
+        yield child

@@ -8,8 +8,8 @@ hugetlb.<size>.rsvd.limit_in_bytes.
 """
 
 
-import os
 
+from ..linux import os
 from ..errors import CgroupError
 from . import files
 

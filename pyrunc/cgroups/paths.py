@@ -12,8 +12,7 @@
 systemd-style ``slice:prefix:name`` paths are recognised and refused (no systemd driver yet).
 """
 
-import os
-
+from ..linux import os
 from ..errors import CgroupError
 
 CGROUP_ROOT = "/sys/fs/cgroup"

@@ -14,9 +14,9 @@ controller; devices (devices.deny ``a`` then the rules); on failure remove what 
 """
 
 
-import os
 from _signal import SIGKILL
 
+from ..linux import os
 from ..errors import CgroupError
 from . import base, files
 

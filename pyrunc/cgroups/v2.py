@@ -12,9 +12,9 @@ create:
 """
 
 
-import os
 from _signal import SIGKILL
 
+from ..linux import os
 from ..errors import CgroupError
 from . import base, files
 

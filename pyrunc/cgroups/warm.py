@@ -24,8 +24,9 @@ mounted with ``favordynmods`` the lock never leaves slow mode and the writes are
 """
 
 import _thread
-import os
 import time
+
+from ..linux import os
 
 # The shortest pause between two writes: well inside one grace period (>= 4 ms here), so the
 # slow mode never lapses; each write holds the lock for some microseconds.

@@ -14,9 +14,9 @@ whatever the path names a moment later.
 """
 
 import errno
-import os
 import stat
 
+from pyrunc.linux import os
 from pyrunc.linux import sys as k
 
 _RESOLVE = k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS

@@ -6,10 +6,11 @@ a pidfd opened and then re-verified against the start time, so a signal can neve
 different process that happens to reuse the pid.
 """
 
-import os
 import select
 
 from _signal import pidfd_send_signal
+
+from pyrunc.linux import os
 
 
 def stat_fields(pid: int) -> list[str] | None:

@@ -16,8 +16,9 @@ used where glibc 2.36 has them.
 """
 
 import _ctypes
-import os
 import struct
+
+from pyrunc.linux import os
 
 # --- calling C --------------------------------------------------------------------------------
 
