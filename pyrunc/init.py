@@ -21,9 +21,11 @@ The init's sequence, and why in this order:
    hierarchies ourselves, or find that the parent moved us; before the hooks when there are
    any, else here), and linux.netDevices moved in;
 8. the terminal, then the executable is looked up (so a missing binary fails create, as runc);
-9. READY; block opening exec.fifo until ``pyrunc start``;
-10. startContainer hooks, rlimits, user and capabilities, cwd, no_new_privs; then "0" down the
-    fifo and execve (the fifo closes on exec: ``start`` sees EOF and knows the program runs).
+9. rlimits, user and capabilities, cwd, no_new_privs, signals (:func:`pyrunc.process.prepare`):
+   the init waits for start with nothing more than the program will have, as runc's does;
+10. READY; block opening exec.fifo until ``pyrunc start``;
+11. startContainer hooks (as the container's user, as runc runs them); then "0" down the fifo
+    and execve (the fifo closes on exec: ``start`` sees EOF and knows the program runs).
 """
 
 from pyrunc.linux import os
@@ -202,6 +204,9 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
             _terminal(spec, ch)
             env = _environment(spec.process, ctx)
             exe = process.lookup(spec.process.args[0], env)
+            # the process's identity now, not after start: start then waits for the exec
+            # alone, and the init waits with no more privilege than the program will have
+            env = process.prepare(spec.process, env, None)
         ch.send(sync.READY)
         ch.close()
     except BaseException as err:    # noqa: BLE001
@@ -320,7 +325,8 @@ def _state(ctx: Context, status: str) -> str:
 # --- after start --------------------------------------------------------------------------------
 
 def exec_process(ctx: Context, fifo: int, exe: str, env: list[str]) -> None:
-    """Run the startContainer hooks, become the configured process, report, execve.  No return."""
+    """Run the startContainer hooks, report, execve (the init is the configured process already:
+    see :func:`pyrunc.process.prepare`).  No return."""
     from pyrunc import hooks, process     # loaded before pivot_root (container_init)
     spec = ctx.spec
     try:
@@ -331,7 +337,8 @@ def exec_process(ctx: Context, fifo: int, exe: str, env: list[str]) -> None:
             process.apply_personality(spec.linux.personality)
         if spec.linux.memory_policy:
             process.apply_memory_policy(spec.linux.memory_policy)
-        process.become(spec.process, exe, env, None, lambda: os.write(fifo, b"0"))
+        os.write(fifo, b"0")
+        process.execute(spec.process, exe, env)
     except BaseException as err:    # noqa: BLE001
         msg, _ = describe(err)
         try:

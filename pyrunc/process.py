@@ -1,12 +1,15 @@
 """The container process: rlimits, user and groups, capabilities, environment, exec.
 
-These run in the init (or an exec'd process) as its last steps, in this order:
+These are the last steps of an exec'd process, and of the container's init before it reports
+READY — the init waits for ``start`` already as the container's user with its final
+capabilities (runc's does too), so what ``start`` waits for is the exec alone.  In this order:
 
 1. rlimits — while still root, so a hard limit may be lowered freely;
 2. bounding set — needs CAP_SETPCAP, so before the uid changes;
 3. groups, gid, uid — with PR_SET_KEEPCAPS so the permitted set survives setresuid;
-4. effective/permitted/inheritable, then ambient — now that the uid is final;
-5. umask, cwd (checked to be inside the root), no_new_privs — then execve.
+4. effective/permitted/inheritable, then ambient — now that the uid is final; non-dumpable
+   again (a change of credentials resets it);
+5. umask, cwd (checked to be inside the root), no_new_privs, signal dispositions — then execve.
 """
 
 from pyrunc.linux import os
@@ -130,10 +133,20 @@ def enter_cwd(cwd: str) -> None:
 def become(proc, exe: str, env: list[str], slave: int | None, about_to_exec) -> None:
     """Turn this process into ``proc`` and execve ``exe``; only returns by raising.
 
-    Shared by the container's init (after start) and by exec'd processes.  ``slave`` is the
-    terminal to make controlling, if any; ``about_to_exec()`` reports success just before the
-    execve (its channel closes on exec, which tells the waiting side the program runs).
+    For an exec'd process (the container's init splits the two: :func:`prepare` before it
+    reports READY, the exec after ``start``).  ``slave`` is the terminal to make controlling,
+    if any; ``about_to_exec()`` reports success just before the execve (its channel closes on
+    exec, which tells the waiting side the program runs).
     """
+    env = prepare(proc, env, slave)
+    about_to_exec()
+    execute(proc, exe, env)
+
+
+def prepare(proc, env: list[str], slave: int | None) -> list[str]:
+    """Everything short of the execve: limits, session, user and capabilities, umask, cwd,
+    no_new_privs, signals.  Returns the final environment.  The process stays non-dumpable:
+    a change of credentials resets that flag, and it is set again here."""
     apply_rlimits(proc.rlimits)
     if proc.scheduler:
         apply_scheduler(proc.scheduler)
@@ -150,13 +163,16 @@ def become(proc, exe: str, env: list[str], slave: int | None, about_to_exec) -> 
             pass    # already a session leader
     home = passwd_home(proc.user.uid)
     switch_user(proc.user, proc.capabilities)
+    k.prctl(k.PR_SET_DUMPABLE, 0)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     enter_cwd(proc.cwd)
     if proc.no_new_privileges:
         k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
-    env = env_with_defaults(env, home)
     reset_signals()
-    about_to_exec()
+    return env_with_defaults(env, home)
+
+
+def execute(proc, exe: str, env: list[str]) -> None:
     os.execve(exe, proc.args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
 
 

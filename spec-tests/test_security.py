@@ -426,6 +426,29 @@ def test_created_init_unreachable_from_an_exec(runtime):
     assert res.out.split() == ["0", "1", "2", "3"], res.out
 
 
+def test_created_init_waits_unprivileged_and_unreachable(runtime):
+    """The created init is already the configured process (user 1000, the config's capability
+    sets, no_new_privs): a created container holds nothing more privileged than its program
+    will be.  Its credentials changed, and it is still non-dumpable: a process of the same
+    user in the container reaches none of its /proc entries."""
+    cfg = base_config(["sleep", "1000"])
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    set_caps(cfg, ["CAP_KILL", "CAP_NET_BIND_SERVICE"], effective=["CAP_KILL"])
+    bundle = runtime.bundle(cfg)
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle, cid, check=True, stdin=subprocess.DEVNULL)
+    with open(f"/proc/{runtime.state(cid)['pid']}/status") as f:
+        st = status_fields(f.read())
+    assert st["Uid"].split() == ["1000"] * 4 and st["Gid"].split() == ["1000"] * 4, st
+    assert int(st["CapBnd"], 16) == mask("CAP_KILL", "CAP_NET_BIND_SERVICE"), st
+    assert int(st["CapEff"], 16) == mask("CAP_KILL") and st["NoNewPrivs"] == "1", st
+    script = ("for l in fd/0 fd/3 fd/4 exe cwd root; do readlink /proc/1/$l >/dev/null 2>&1 "
+              "&& echo reached:$l; done; cat /proc/1/environ >/dev/null 2>&1 && echo environ; "
+              "id -u")
+    res = runtime("exec", "--user", "1000:1000", cid, "sh", "-c", script)
+    assert res.rc == 0 and res.out.split() == ["1000"], res
+
+
 @pytest.fixture
 def host_dir_fd3(tmp_path):
     """A host directory the caller hands to pyrunc as fd 3 (--preserve-fds 1)."""
