@@ -12,7 +12,10 @@ docstrings, behind an index::
     magic (4 bytes) | index size (4 bytes, little-endian) | marshal(index) | code | code | ...
     index: module name -> (offset, size, is a package, source path, source mtime_ns, source size)
 
-The launcher reads the index and puts :class:`Finder` first on ``sys.meta_path``.  A module is
+The launcher runs this module itself from ``VENV/pyrunc.boot``, its code compiled by
+:func:`build_boot` (importing it from pyrunc/ would cost two directory listings and two
+``.pyc`` reads on every call), reads the index and puts :class:`Finder` first on
+``sys.meta_path``.  A module is
 served from the bundle only while its source file is the one that was compiled (same mtime and
 size: one ``stat``, the check a ``.pyc`` gets too), read with one ``pread`` (a call reads only
 what it imports); otherwise, and for any module the bundle does not hold, the finder steps
@@ -58,7 +61,6 @@ class Finder:
         spec = ModuleSpec(name, self, origin=source, is_package=is_pkg, loader_state=code)
         if is_pkg:
             spec.submodule_search_locations = [source.rpartition("/")[0]]
-        spec.has_location = True                # sets __file__ to the source
         return spec
 
     def create_module(self, spec):
@@ -67,6 +69,7 @@ class Finder:
     def exec_module(self, module):
         spec = module.__spec__
         code, spec.loader_state = spec.loader_state, None
+        module.__file__ = spec.origin       # (not spec.has_location: that works out __cached__)
         exec(marshal.loads(code), module.__dict__)
 
 
@@ -101,6 +104,33 @@ def install(path: str) -> None:
     sys.meta_path.insert(0, Finder(path, inode, index, 8 + size))
 
 
+def build_boot(path: str) -> None:
+    """Write this module's own code, compiled, to ``path``, for the launcher to run (and call
+    :func:`install`) before anything can be imported from a bundle.  The copy checks, when it
+    runs, that this file is still the one it was compiled from (:func:`_check_boot`)."""
+    st = posix.stat(__file__)
+    check = f"\n_check_boot({__file__!r}, {st.st_mtime_ns}, {st.st_size})\n"
+    with open(__file__, "rb") as f:
+        source = f.read() + check.encode()
+    _write(path, marshal.dumps(compile(source, __file__, "exec", dont_inherit=True, optimize=2)))
+
+
+def _check_boot(source: str, mtime_ns: int, size: int) -> None:
+    """The last line of the launcher's copy: a copy older than its source steps aside (the
+    launcher then imports this module from its file)."""
+    st = posix.stat(source)
+    if st.st_mtime_ns != mtime_ns or st.st_size != size:
+        raise ImportError(f"{source} changed since its boot copy was built")
+
+
+def _write(path: str, data: bytes) -> None:
+    import os
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def build(package_dir: str, path: str) -> int:
     """Compile every module under ``package_dir`` (a package) into a bundle at ``path``,
     replaced atomically; returns how many modules it holds."""
@@ -124,9 +154,5 @@ def build(package_dir: str, path: str) -> int:
             chunks.append(code)
             offset += len(code)
     head = marshal.dumps(index)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(MAGIC_NUMBER + len(head).to_bytes(4, "little") + head)
-        f.writelines(chunks)
-    os.replace(tmp, path)
+    _write(path, b"".join([MAGIC_NUMBER, len(head).to_bytes(4, "little"), head, *chunks]))
     return len(index)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = textwrap.dedent("""
@@ -95,10 +97,47 @@ def build_copy(tmp):
     return other
 
 
-def test_the_launcher_imports_pyrunc_through_the_bundle():
-    launcher = os.path.join(REPO, ".venv", "bin", "pyrunc")
+LAUNCHER = os.path.join(REPO, ".venv", "bin", "pyrunc")
+
+
+def launcher_imports(launcher: str = LAUNCHER) -> set[str]:
+    """The modules ``launcher --version`` imports, from the interpreter's import log."""
     with open(launcher) as f:
+        interpreter = f.readline()[2:].split()
+    proc = subprocess.run([*interpreter, "-X", "importtime", launcher, "--version"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("pyrunc version"), proc
+    return {line.split("|")[2].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_the_launcher_runs_the_boot_copy_and_imports_pyrunc_through_the_bundle():
+    with open(LAUNCHER) as f:
         script = f.read()
-    assert "bundle.install(" in script
-    bundle_path = script.split("bundle.install(")[1].split(")")[0].strip("'\"")
+    assert "pyrunc.boot" in script and "install(" in script
+    bundle_path = script.split("install(")[1].split(")")[0].strip("'\"")
     assert os.path.isfile(bundle_path)
+    modules = launcher_imports()
+    assert "pyrunc.cli" in modules and "pyrunc.bundle" not in modules, modules
+
+
+def test_a_launcher_without_its_boot_copy_imports_the_loader_from_its_file(tmp_path):
+    with open(LAUNCHER) as f:
+        script = f.read()
+    (tmp_path / "garbage.boot").write_bytes(b"\xff not marshal data")
+    for boot in (tmp_path / "missing.boot", tmp_path / "garbage.boot"):
+        copy = tmp_path / "pyrunc"
+        copy.write_text(script.replace(os.path.join(REPO, ".venv", "pyrunc.boot"), str(boot)))
+        copy.chmod(0o755)
+        assert "pyrunc.bundle" in launcher_imports(str(copy)), boot
+
+
+def test_a_boot_copy_of_an_edited_loader_steps_aside(tmp_path):
+    from pyrunc import bundle
+    source = tmp_path / "bundle.py"
+    source.write_text("x = 1\n")
+    st = source.stat()
+    bundle._check_boot(str(source), st.st_mtime_ns, st.st_size)     # unchanged: goes on
+    source.write_text("x = 22\n")
+    with pytest.raises(ImportError, match="changed since its boot copy was built"):
+        bundle._check_boot(str(source), st.st_mtime_ns, st.st_size)

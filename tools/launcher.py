@@ -30,16 +30,25 @@ def main() -> None:
     from pyrunc import bundle
     bundle_path = os.path.join(venv, "pyrunc.bundle")
     bundle.build(os.path.join(project, "pyrunc"), bundle_path)
+    # the loader itself, compiled, for the launcher to run before it can import anything from
+    # the bundle; without a usable one (or once pyrunc/bundle.py is edited), the launcher
+    # imports pyrunc.bundle the usual way
+    boot_path = os.path.join(venv, "pyrunc.boot")
+    bundle.build_boot(boot_path)
     # -X utf8 (spelt -ISXutf8: a #! line passes its flags as one argument): paths and output are
     # UTF-8 whatever the caller's locale, as runc's are, and start-up skips the locale's encoding
     # set-up (~0.9 million instructions, 5% of a short command)
     script = (f"#!{venv}/bin/python3 -ISXutf8\n"
               "import gc\n"
               "gc.disable()\n"
-              "import sys\n"
+              "import marshal, sys\n"
               f"sys.path += {paths!r}\n"
-              "from pyrunc import bundle\n"
-              f"bundle.install({bundle_path!r})\n"
+              "try:\n"
+              f"    with open({boot_path!r}, 'rb', buffering=0) as f:\n"
+              "        exec(marshal.loads(f.read()))\n"
+              "except (OSError, ValueError, EOFError, ImportError):\n"
+              "    from pyrunc.bundle import install\n"
+              f"install({bundle_path!r})\n"
               "from pyrunc.cli import entry\n"
               "entry()\n")
     target = os.path.join(venv, "bin", "pyrunc")
