@@ -56,8 +56,11 @@ def test_memory_limit_oom_kill_and_event(runtime, tmp_path):
         assert runtime.state(cid)["status"] == "running"    # the init was not
 
         def saw_oom():
+            # whole lines only: a line being written can be seen in part (a write to a file
+            # that spans two pages grows it a page at a time)
             events_out.seek(0)
-            return any(json.loads(l).get("type") == "oom" for l in events_out if l.strip())
+            return any(json.loads(l).get("type") == "oom" for l in events_out
+                       if l.endswith("\n"))
         wait_for(saw_oom, what="an oom event")
     finally:
         events.kill()
