@@ -15,11 +15,10 @@ docstrings, behind an index::
 The launcher runs this module itself from ``VENV/pyrunc.boot``, its code compiled by
 :func:`build_boot` (importing it from pyrunc/ would cost two directory listings and two
 ``.pyc`` reads on every call), reads the index and puts :class:`Finder` first on
-``sys.meta_path``.  A module is
-served from the bundle only while its source file is the one that was compiled (same mtime and
-size: one ``stat``, the check a ``.pyc`` gets too), read with one ``pread`` (a call reads only
-what it imports); otherwise, and for any module the bundle does not hold, the finder steps
-aside and the normal import system loads the source.  An edited checkout therefore never
+``sys.meta_path``.  A module is served from the bundle only while its source file is the one
+that was compiled (same mtime and size: one ``stat``, the check a ``.pyc`` gets too), read with
+one ``pread`` (a call reads only what it imports); otherwise, and for any module the bundle
+does not hold, the finder steps aside and the normal import system loads the source.  An edited checkout therefore never
 runs stale code, and a bundle from another Python version (another magic number) is not used at
 all.
 

@@ -265,7 +265,7 @@ def close_inherited(first: int, keep: tuple[int, ...]) -> None:
     for fd in range(3, first):
         os.set_inheritable(fd, True)
     low = first
-    for fd in sorted(k for k in set(keep) if k >= first):
+    for fd in sorted(n for n in set(keep) if n >= first):
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 0x7FFFFFFF)

@@ -52,10 +52,10 @@ def _exe_is_immutable() -> bool:
 
 def ensure_sealed() -> None:
     """Re-exec from a read-only interpreter unless this process's exe is safe already."""
-    sealed = os.getenv(_MARK) == "1"
-    if sealed:
+    mark = os.getenv(_MARK)
+    if mark is not None:
         os.unsetenv(_MARK)      # (it must not reach hooks or the container)
-    if sealed or _exe_is_immutable():
+    if mark == "1" or _exe_is_immutable():
         return
     from pyrunc.linux import sys as k
     try:

@@ -72,11 +72,5 @@ def _real():
     return real
 
 
-def __getattr__(attr: str):
-    """The rest of ``os`` (its Python-level helpers), imported the first time one is used."""
-    if attr.startswith("__"):
-        raise AttributeError(attr)
-    value = getattr(_real(), attr)
-    globals()[attr] = value
-    return value
-
+# the rest of os (its Python-level helpers), imported the first time one is used
+__getattr__ = path._fallback_to("os", globals())

@@ -12,17 +12,23 @@ from posix import _path_normpath, getcwd, lstat, stat
 _DIR, _REG, _LNK, _FMT = 0o040000, 0o100000, 0o120000, 0o170000
 
 
+def _fallback_to(module_name: str, namespace: dict):
+    """A module ``__getattr__``: a name the module does not define is ``module_name``'s,
+    imported on first use and kept in ``namespace`` (for :mod:`pyrunc.linux.os` too)."""
+    def __getattr__(attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        value = namespace[attr] = getattr(__import__(module_name), attr)
+        return value
+    return __getattr__
+
+
+__getattr__ = _fallback_to("posixpath", globals())
+
+
 def _posixpath():
     import posixpath
     return posixpath
-
-
-def __getattr__(attr: str):
-    if attr.startswith("__"):
-        raise AttributeError(attr)
-    value = getattr(_posixpath(), attr)
-    globals()[attr] = value
-    return value
 
 
 def join(a, *parts):
