@@ -85,7 +85,7 @@ def _need(command: str, args: list[str], exactly: int | None = None, at_least: i
 
 
 def _create_options(flags: dict):
-    from pyrunc.container import CreateOptions
+    from pyrunc.create import CreateOptions
     return CreateOptions(bundle=flags["bundle"], console_socket=flags["console-socket"],
                          pid_file=flags["pid-file"], no_pivot=flags["no-pivot"],
                          no_new_keyring=flags["no-new-keyring"],
@@ -130,8 +130,8 @@ def _fork_setup_child(container_id: str, flags: dict, reaper: bool = False):
 def cmd_create(g, flags, args):
     _need("create", args, exactly=1)
     child = _fork_setup_child(args[0], flags)
-    from pyrunc import container
-    c, _ = container.create(g["root"], args[0], _create_options(flags), child)
+    from pyrunc import create
+    c, _ = create.create(g["root"], args[0], _create_options(flags), child)
     c.close()
     return 0
 
@@ -139,8 +139,8 @@ def cmd_create(g, flags, args):
 def cmd_run(g, flags, args):
     _need("run", args, exactly=1)
     child = _fork_setup_child(args[0], flags, reaper=not flags["detach"])
-    from pyrunc import container
-    return container.run(g["root"], args[0], _create_options(flags), child,
+    from pyrunc import create
+    return create.run(g["root"], args[0], _create_options(flags), child,
                          detach=flags["detach"], keep=flags["keep"])
 
 

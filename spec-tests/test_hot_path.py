@@ -42,14 +42,20 @@ def imports(rt, *args, check_rc: bool = True) -> set[str]:
     return modules - {"imported package"}
 
 
+# what only create, run and exec need: the config's parser and checker, the setup
+CREATING = {"pyrunc.create", "pyrunc.spec", "pyrunc.validate", "pyrunc.sync", "pyrunc.init"}
+
+
 def test_the_lifecycle_commands_never_import_os(runtime):
+    """... nor do the short commands load the code that creates containers."""
     bundle = runtime.bundle(base_config(["sleep", "60"]))
     cid = runtime.new_id()
     seen = {}
     for args in (["create", "--bundle", bundle, cid], ["start", cid], ["state", cid],
                  ["list"], ["exec", cid, "true"], ["pause", cid], ["resume", cid],
                  ["kill", cid, "KILL"], ["delete", "--force", cid]):
-        seen[args[0]] = imports(runtime, *args) & HEAVY
+        modules = imports(runtime, *args)
+        seen[args[0]] = modules & (HEAVY if args[0] in ("create", "exec") else HEAVY | CREATING)
     assert seen == {name: set() for name in seen}
 
 
