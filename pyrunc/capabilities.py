@@ -15,8 +15,10 @@ Per the spec, a name that cannot be mapped to the running kernel is a warning, n
 :func:`unknown` lists them so the parent can log them before the init starts.
 """
 
-from pyrunc.linux import sys as k
 from pyrunc.spec import CAPABILITIES as NAMES   # capabilities(7), in bit order
+
+# (the syscalls, pyrunc.linux.sys, are imported where they are made: the parent of create only
+# checks names, and loading ctypes' core costs it some 1.5 ms; the init has it loaded already)
 
 NUMBERS = {name: i for i, name in enumerate(NAMES)}
 _SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
@@ -58,6 +60,7 @@ def mask(names: list[str], top: int) -> int:
 
 
 def drop_bounding(caps) -> None:
+    from pyrunc.linux import sys as k
     top = last_cap()
     keep = mask(caps.bounding, top)
     for num in range(top + 1):
@@ -67,6 +70,7 @@ def drop_bounding(caps) -> None:
 
 def apply_sets(caps) -> None:
     """capset the effective/permitted/inheritable sets, then the ambient set."""
+    from pyrunc.linux import sys as k
     top = last_cap()
     permitted, inheritable = mask(caps.permitted, top), mask(caps.inheritable, top)
     k.capset(mask(caps.effective, top), permitted, inheritable)

@@ -64,7 +64,8 @@ def new_manager(cgroups_path: str | None, container_id: str) -> "Manager":
 
     from .v1 import V1Manager
 
-    hierarchies = paths.v1_hierarchies()
+    mounts = paths.cgroup_mounts()      # (read once: both the v1 and the v2 ones are needed)
+    hierarchies = paths.v1_hierarchies(mounts)
     if not hierarchies:
         raise CgroupError("cgroup: no cgroup hierarchy is mounted")
     own = paths.own_cgroups()
@@ -72,7 +73,7 @@ def new_manager(cgroups_path: str | None, container_id: str) -> "Manager":
             for ctrl, (point, root) in hierarchies.items()}
     unified_dir = unified_point = None
     if mode == "hybrid":
-        mount = paths.unified_mount()
+        mount = paths.unified_mount(mounts)
         if mount is not None:
             unified_point, root = mount
             unified_dir = paths.resolve(clean, unified_point, root, own.get(""), v2=True)

@@ -77,12 +77,13 @@ def cgroup_mounts() -> list[tuple[str, str, str, set[str]]]:
     return out
 
 
-def v1_hierarchies() -> dict[str, tuple[str, str]]:
+def v1_hierarchies(mounts: list | None = None) -> dict[str, tuple[str, str]]:
     """controller → (mount point, mount root) for each v1 controller that is mounted, and
     ``name=X`` → the same for named hierarchies (``name=systemd``): the container gets a
-    directory there too, as runc gives it, so tools that look there find it."""
+    directory there too, as runc gives it, so tools that look there find it.  ``mounts``:
+    :func:`cgroup_mounts` if the caller has read them already."""
     out: dict[str, tuple[str, str]] = {}
-    for fstype, root, point, opts in cgroup_mounts():
+    for fstype, root, point, opts in cgroup_mounts() if mounts is None else mounts:
         if fstype != "cgroup":
             continue
         for ctrl in V1_CONTROLLERS:
@@ -94,9 +95,10 @@ def v1_hierarchies() -> dict[str, tuple[str, str]]:
     return out
 
 
-def unified_mount() -> tuple[str, str] | None:
+def unified_mount(mounts: list | None = None) -> tuple[str, str] | None:
     """(mount point, mount root) of the cgroup2 hierarchy, preferring the usual places."""
-    found = [(point, root) for fstype, root, point, _ in cgroup_mounts() if fstype == "cgroup2"]
+    found = [(point, root) for fstype, root, point, _ in
+             (cgroup_mounts() if mounts is None else mounts) if fstype == "cgroup2"]
     for preferred in (CGROUP_ROOT, f"{CGROUP_ROOT}/unified"):
         for point, root in found:
             if point == preferred:
