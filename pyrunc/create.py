@@ -358,7 +358,7 @@ def _unread_pid(ch) -> int | None:
         return None
 
 
-# --- run --------------------------------------------------------------------------------------
+# --- run ----------------------------------------------------------------------------------------
 
 def run(root: str, container_id: str, opts: CreateOptions, child, detach: bool,
         keep: bool) -> int:
