@@ -189,11 +189,12 @@ def wait_empty(directory: str, timeout: float = SETTLE_TIMEOUT) -> bool:
     return True
 
 
-def remove_tree(directory: str, timeout: float = SETTLE_TIMEOUT) -> None:
+def remove_tree(directory: str, timeout: float = SETTLE_TIMEOUT, on_busy=None) -> None:
     """rmdir ``directory`` and the cgroups below it, deepest first.
 
     rmdir fails with EBUSY while a dying task is still being torn down: retry until
-    ``timeout``.  A directory that is already gone is fine."""
+    ``timeout``.  A directory that is already gone is fine.  ``on_busy()`` runs once if the
+    first rmdir finds the directory busy, before the retries."""
     try:
         os.rmdir(directory)     # the usual case: no child cgroups, no task left
         return
@@ -202,6 +203,8 @@ def remove_tree(directory: str, timeout: float = SETTLE_TIMEOUT) -> None:
     except OSError as err:
         if err.errno != errno.EBUSY:
             raise CgroupError(f"cgroup: rmdir {directory}: {err.strerror}") from None
+    if on_busy is not None:
+        on_busy()
     deadline = time.monotonic() + timeout
     for d in [*files.subdirs(directory), directory]:
         delay = 0.001
@@ -242,11 +245,12 @@ def kill_and_remove(mgr: Manager, dirs: list[str], main: str) -> None:
         if os.path.isdir(main) and all_pids(main):
             _kill_everything(mgr, main)
         for d in dirs:
-            if _rmdir(d):
-                continue
-            if all_pids(d):
-                _kill_everything(mgr, d, directly=True)
-            remove_tree(d)
+            remove_tree(d, on_busy=lambda d=d: _kill_stragglers(mgr, d))
+
+
+def _kill_stragglers(mgr: Manager, directory: str) -> None:
+    if all_pids(directory):
+        _kill_everything(mgr, directory, directly=True)
 
 
 def _kill_everything(mgr: Manager, directory: str, directly: bool = False) -> None:
@@ -261,15 +265,3 @@ def _kill_everything(mgr: Manager, directory: str, directly: bool = False) -> No
         raise CgroupError(f"cgroup: {directory}: processes survive SIGKILL: "
                           f"{all_pids(directory)}")
 
-
-def _rmdir(directory: str) -> bool:
-    """rmdir now if it can go at once (or is gone); False when it is busy."""
-    try:
-        os.rmdir(directory)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        if err.errno != errno.EBUSY:
-            raise CgroupError(f"cgroup: rmdir {directory}: {err.strerror}") from None
-        return False
-    return True
