@@ -5,7 +5,9 @@ PY        := $(VENV)/bin/python
 STAMP     := .stamp
 # Packages the runtime, its tests and the side-by-side anchors need.
 APT_PKGS  := libcap-dev busybox-static iproute2 tmux runc crun containerd podman \
-             qemu-system-x86 linux-image-amd64 procps psmisc util-linux hyperfine strace
+             qemu-system-x86 linux-image-amd64 procps psmisc util-linux hyperfine strace \
+             docker.io docker-registry skopeo umoci uidmap containernetworking-plugins \
+             iptables conntrack
 PYTEST    ?= $(PY) -m pytest
 
 .PHONY: setup launcher test test-host test-vm demo bench conformance engines proto clean
