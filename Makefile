@@ -20,7 +20,7 @@ launcher: $(STAMP)/venv
 	@$(PY) tools/launcher.py $(VENV) .
 	@$(PY) -m compileall -q pyrunc
 
-$(STAMP)/apt:
+$(STAMP)/apt: Makefile
 	@mkdir -p $(STAMP)
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
