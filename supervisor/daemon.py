@@ -3,7 +3,7 @@
 An asyncio gRPC server (grpcio) on a unix socket (mode 0600 in a 0700 directory) serving the part
 of containerd's v1 API listed in proto/README.md. Metadata (namespaces, containers, leases) is in
 sqlite under the persistent root; running containers are tasks, each owned by a pyrunc-shim
-process, with their state under the state directory (see tasks.py).
+process, with their state under the state directory (see core/).
 
 SIGTERM / SIGINT stop the daemon cleanly: the server stops accepting calls, connections to shims
 are dropped, and every container keeps running; a later daemon finds them again. The daemon can
@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -76,17 +77,22 @@ def _load_uuid(root: str) -> str:
 
 class Daemon:
     def __init__(self, config: Config):
+        from supervisor.core.tasks import TaskManager
         from supervisor.events import Exchange
-        from supervisor.store import Store
-        from supervisor.tasks import TaskManager
+        from supervisor.metadata.leases import Leases
+        from supervisor.metadata.store import Store
+        from supervisor.services import Registry
         self.config = config
         for d in (os.path.dirname(config.address), config.state, config.root):
             _private_dir(d)
-        self.uuid = _load_uuid(config.root)
-        self.store = Store(os.path.join(config.root, "meta.db"))
-        self.events = Exchange()
-        self.tasks = TaskManager(config.state, config.runtime, config.runtime_root, self.events)
+        store = Store(os.path.join(config.root, "meta.db"))
+        events = Exchange()
+        self.services = Registry(
+            config=config, uuid=_load_uuid(config.root), store=store, leases=Leases(store),
+            events=events,
+            tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
         self.server = None
+        self.collector = None
 
     async def start(self) -> None:
         import grpc
@@ -96,9 +102,10 @@ class Daemon:
         _claim_socket(self.config.address)
         prctl.set_child_subreaper(True)
         REAPER.install(asyncio.get_running_loop())
-        await self.tasks.open()
+        await self.services.get("tasks").open()
+        self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
         self.server = grpc.aio.server()
-        api.register(self.server, self)
+        api.register(self.server, self.services)
         old = os.umask(0o177)  # the socket is created 0600
         try:
             self.server.add_insecure_port("unix://" + self.config.address)
@@ -107,11 +114,21 @@ class Daemon:
             os.umask(old)
         os.chmod(self.config.address, 0o600)
 
+    async def _collect_leases(self) -> None:
+        """Expired leases go at their expiry (and at the latest a minute after one is added)."""
+        leases = self.services.get("leases")
+        while True:
+            leases.collect()
+            nxt = leases.next_expiry()
+            await asyncio.sleep(60 if nxt is None else min(60, max(0.0, nxt - time.time())))
+
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(grace=1)
-        await self.tasks.close()
-        self.store.close()
+        if self.collector is not None:
+            self.collector.cancel()
+        await self.services.get("tasks").close()
+        self.services.get("store").close()
         try:
             os.unlink(self.config.address)
         except FileNotFoundError:

@@ -3,7 +3,7 @@
 One connection per shim carries requests (answered out of order, matched by ``rid``) and, after
 ``subscribe``, the shim's events; each event is acknowledged once the daemon has handled it. When
 the connection drops, pending calls fail with Unavailable and ``on_lost`` runs: the daemon then
-checks whether the shim died (see tasks.py).
+checks whether the shim died (see core/recovery.py).
 
 Also here: starting a shim. ``python -S -m supervisor.shim`` keeps the shim lean (no site
 initialisation); its PYTHONPATH names just this package's root and python-prctl's directory.
@@ -34,7 +34,7 @@ def _shim_pythonpath() -> str:
 SHIM_PYTHONPATH = _shim_pythonpath()
 SHIM_MODULES = ("__init__.py", "wire.py", "shim/__init__.py", "shim/__main__.py",
                 "shim/reactor.py", "shim/stdio.py", "shim/runtime.py", "shim/task.py",
-                "shim/server.py")
+                "shim/server.py", "mounts.py")
 
 
 def precompile_shim() -> None:

@@ -1,7 +1,9 @@
 """The gRPC services, one module per containerd service; ``register`` adds them all to a server."""
 
 
-def register(server, daemon) -> None:
+def register(server, services) -> None:
+    """Add every servicer to ``server``; each takes what it needs from ``services`` (a
+    supervisor.services.Registry)."""
     from supervisor.api import containers, events, leases, meta, namespaces, tasks
     for mod in (meta, namespaces, containers, tasks, events, leases):
-        mod.register(server, daemon)
+        mod.register(server, services)

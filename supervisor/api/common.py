@@ -4,9 +4,10 @@ from __future__ import annotations
 import functools
 
 from supervisor.errors import FailedPrecondition, InvalidArgument, SupervisorError
-from supervisor.tasks import validate_id
+from supervisor.checks import validate_id
 
 NS_KEY = "containerd-namespace"
+SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
 
 def namespace(context) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 from google.protobuf import empty_pb2
 
 from supervisor import filters
-from supervisor.api.common import namespace, rpc, rpc_stream
+from supervisor.api.common import SPEC_URL, namespace, rpc, rpc_stream
+from supervisor.checks import decode_json_any, validate_id
 from supervisor.errors import FailedPrecondition, InvalidArgument, NotFound
 from supervisor.events import timestamp
 from supervisor.gen.containerd.services.containers.v1 import (
     containers_pb2 as pb, containers_pb2_grpc as grpc_pb)
-from supervisor.tasks import SPEC_URL, decode_json_any, validate_id
 
 UPDATABLE = ("labels", "image", "spec", "snapshotter", "snapshot_key", "extensions", "sandbox")
 
@@ -47,10 +47,10 @@ def _validate(c: pb.Container) -> None:
 
 
 class Containers(grpc_pb.ContainersServicer):
-    def __init__(self, daemon):
-        self.store = daemon.store
-        self.events = daemon.events
-        self.tasks = daemon.tasks
+    def __init__(self, services):
+        self.store = services.get("store")
+        self.events = services.get("events")
+        self.tasks = services.get("tasks")
 
     @rpc
     async def Get(self, request, context):
@@ -143,5 +143,5 @@ class Containers(grpc_pb.ContainersServicer):
         return empty_pb2.Empty()
 
 
-def register(server, daemon) -> None:
-    grpc_pb.add_ContainersServicer_to_server(Containers(daemon), server)
+def register(server, services) -> None:
+    grpc_pb.add_ContainersServicer_to_server(Containers(services), server)

@@ -5,16 +5,16 @@ from google.protobuf import empty_pb2
 
 from supervisor import filters
 from supervisor.api.common import namespace, rpc, rpc_stream
+from supervisor.checks import validate_id
 from supervisor.errors import InvalidArgument
 from supervisor.events import timestamp, validate_topic
 from supervisor.gen.containerd.services.events.v1 import events_pb2_grpc as grpc_pb
 from supervisor.gen.containerd.types import event_pb2
-from supervisor.tasks import validate_id
 
 
 class Events(grpc_pb.EventsServicer):
-    def __init__(self, daemon):
-        self.exchange = daemon.events
+    def __init__(self, services):
+        self.exchange = services.get("events")
 
     @rpc
     async def Publish(self, request, context):
@@ -41,5 +41,5 @@ class Events(grpc_pb.EventsServicer):
             yield env
 
 
-def register(server, daemon) -> None:
-    grpc_pb.add_EventsServicer_to_server(Events(daemon), server)
+def register(server, services) -> None:
+    grpc_pb.add_EventsServicer_to_server(Events(services), server)

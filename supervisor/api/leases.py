@@ -1,4 +1,4 @@
-"""Leases: bookkeeping of named holds on resources (nothing is garbage-collected here)."""
+"""Leases: named GC roots with resources and expiry (see supervisor/metadata/leases.py)."""
 from __future__ import annotations
 
 import secrets
@@ -13,8 +13,9 @@ from supervisor.gen.containerd.services.leases.v1 import leases_pb2 as pb, lease
 
 
 class Leases(grpc_pb.LeasesServicer):
-    def __init__(self, daemon):
-        self.store = daemon.store
+    def __init__(self, services):
+        self.store = services.get("store")
+        self.leases = services.get("leases")
 
     @rpc
     async def Create(self, request, context):
@@ -23,13 +24,13 @@ class Leases(grpc_pb.LeasesServicer):
         if len(lid) > 256 or any(c.isspace() or not c.isprintable() for c in lid):
             raise InvalidArgument(f"lease id {lid!r}: must be printable, without spaces")
         self.store.ns_ensure(ns)
-        created = self.store.lease_create(ns, lid, dict(request.labels))
+        created = self.leases.create(ns, lid, dict(request.labels))
         return pb.CreateResponse(lease=pb.Lease(id=lid, created_at=timestamp(created),
                                                 labels=dict(request.labels)))
 
     @rpc
     async def Delete(self, request, context):
-        self.store.lease_delete(namespace(context), request.id)
+        self.leases.delete(namespace(context), request.id)
         return empty_pb2.Empty()
 
     @rpc
@@ -37,7 +38,7 @@ class Leases(grpc_pb.LeasesServicer):
         ns = namespace(context)
         flt = filters.parse(list(request.filters))
         out = pb.ListResponse()
-        for lid, created, labels in self.store.lease_list(ns):
+        for lid, created, labels in self.leases.list(ns):
             if flt.match(filters.mapping_adaptor({"id": lid}, labels)):
                 out.leases.add(id=lid, created_at=timestamp(created), labels=labels)
         return out
@@ -50,19 +51,19 @@ class Leases(grpc_pb.LeasesServicer):
 
     @rpc
     async def AddResource(self, request, context):
-        self.store.lease_add_resource(namespace(context), request.id, *self._resource(request))
+        self.leases.add_resource(namespace(context), request.id, *self._resource(request))
         return empty_pb2.Empty()
 
     @rpc
     async def DeleteResource(self, request, context):
-        self.store.lease_delete_resource(namespace(context), request.id, *self._resource(request))
+        self.leases.delete_resource(namespace(context), request.id, *self._resource(request))
         return empty_pb2.Empty()
 
     @rpc
     async def ListResources(self, request, context):
-        rows = self.store.lease_resources(namespace(context), request.id)
+        rows = self.leases.resources(namespace(context), request.id)
         return pb.ListResourcesResponse(resources=[pb.Resource(id=i, type=t) for i, t in rows])
 
 
-def register(server, daemon) -> None:
-    grpc_pb.add_LeasesServicer_to_server(Leases(daemon), server)
+def register(server, services) -> None:
+    grpc_pb.add_LeasesServicer_to_server(Leases(services), server)

@@ -33,12 +33,13 @@ class Version(vgrpc.VersionServicer):
 
 
 class Introspection(igrpc.IntrospectionServicer):
-    def __init__(self, daemon):
-        self.daemon = daemon
+    def __init__(self, services):
+        self.uuid = services.get("uuid")
+        self.runtime = services.get("config").runtime
 
     @rpc
     async def Server(self, request, context):
-        return ipb.ServerResponse(uuid=self.daemon.uuid, pid=os.getpid(),
+        return ipb.ServerResponse(uuid=self.uuid, pid=os.getpid(),
                                   pidns=os.stat("/proc/self/ns/pid").st_ino)
 
     @rpc
@@ -52,10 +53,10 @@ class Introspection(igrpc.IntrospectionServicer):
             plugin = out.plugins.add(type=ptype, id=pid, requires=requires)
             if ptype == "io.containerd.runtime.v2":
                 plugin.platforms.append(platform_pb2.Platform(os="linux", architecture=ARCH))
-                plugin.exports["runtime"] = self.daemon.config.runtime
+                plugin.exports["runtime"] = self.runtime
         return out
 
 
-def register(server, daemon) -> None:
+def register(server, services) -> None:
     vgrpc.add_VersionServicer_to_server(Version(), server)
-    igrpc.add_IntrospectionServicer_to_server(Introspection(daemon), server)
+    igrpc.add_IntrospectionServicer_to_server(Introspection(services), server)

@@ -5,16 +5,16 @@ from google.protobuf import empty_pb2
 
 from supervisor import filters
 from supervisor.api.common import rpc
+from supervisor.checks import validate_id
 from supervisor.errors import InvalidArgument, NotFound
 from supervisor.gen.containerd.services.namespaces.v1 import (
     namespace_pb2 as pb, namespace_pb2_grpc as grpc_pb)
-from supervisor.tasks import validate_id
 
 
 class Namespaces(grpc_pb.NamespacesServicer):
-    def __init__(self, daemon):
-        self.store = daemon.store
-        self.events = daemon.events
+    def __init__(self, services):
+        self.store = services.get("store")
+        self.events = services.get("events")
 
     def _get(self, name: str) -> pb.Namespace:
         labels = self.store.ns_get(name)
@@ -76,5 +76,5 @@ class Namespaces(grpc_pb.NamespacesServicer):
         return empty_pb2.Empty()
 
 
-def register(server, daemon) -> None:
-    grpc_pb.add_NamespacesServicer_to_server(Namespaces(daemon), server)
+def register(server, services) -> None:
+    grpc_pb.add_NamespacesServicer_to_server(Namespaces(services), server)

@@ -1,4 +1,7 @@
-"""Tasks: the running side of containers, served by supervisor.tasks.TaskManager and the shims."""
+"""Tasks: the running side of containers, served by supervisor.core.tasks.TaskManager.
+
+This servicer only translates: protobuf requests become the core's records (``CreateTask``,
+``ExecProcess``), the core's processes become ``containerd.v1.types.Process`` messages."""
 from __future__ import annotations
 
 import asyncio
@@ -6,15 +9,56 @@ import asyncio
 from google.protobuf import empty_pb2
 
 from supervisor import filters, metrics
-from supervisor.api.common import namespace, rpc
+from supervisor.api.common import SPEC_URL, namespace, rpc
 from supervisor.api.containers import load
-from supervisor.errors import SupervisorError, Unimplemented
+from supervisor.checks import decode_json_any
+from supervisor.core.tasks import CreateTask, ExecProcess
+from supervisor.errors import InvalidArgument, SupervisorError, Unimplemented
 from supervisor.events import pack, timestamp
 from supervisor.gen.containerd.runc.v1 import options_pb2
 from supervisor.gen.containerd.services.tasks.v1 import tasks_pb2 as pb, tasks_pb2_grpc as grpc_pb
 from supervisor.gen.containerd.types import metrics_pb2
 from supervisor.gen.containerd.types.task import task_pb2 as ttypes
-from supervisor.tasks import decode_json_any
+
+STATUS = {"created": ttypes.CREATED, "running": ttypes.RUNNING, "stopped": ttypes.STOPPED,
+          "paused": ttypes.PAUSED}
+
+
+def process_pb(task, proc) -> ttypes.Process:
+    pb_ = ttypes.Process(container_id=task.id, id=proc.exec_id or task.id, pid=proc.pid,
+                         status=STATUS[task.status_of(proc)], stdin=proc.stdin,
+                         stdout=proc.stdout, stderr=proc.stderr, terminal=proc.terminal,
+                         exit_status=proc.exit_status)
+    if proc.status == "stopped":
+        pb_.exited_at.CopyFrom(timestamp(proc.exited_at))
+    return pb_
+
+
+def runtime_of(container) -> tuple[str, str]:
+    """The runtime binary and root a container's runc options name ("" for the defaults)."""
+    opts = container.runtime.options
+    if opts.type_url.rsplit("/", 1)[-1] != "containerd.runc.v1.Options":
+        return "", ""
+    parsed = options_pb2.Options()
+    try:
+        parsed.ParseFromString(opts.value)
+    except Exception:
+        raise InvalidArgument("runtime options: not a valid containerd.runc.v1.Options") from None
+    return parsed.binary_name, parsed.root
+
+
+def create_record(container, request) -> CreateTask:
+    if request.checkpoint.digest:
+        raise Unimplemented("restoring from a checkpoint is not supported")
+    binary, root = runtime_of(container)
+    if container.spec.type_url and container.spec.type_url != SPEC_URL:
+        raise InvalidArgument(f"spec: unsupported type {container.spec.type_url!r}")
+    return CreateTask(
+        id=request.container_id, spec=decode_json_any(container.spec.value, "spec"),
+        rootfs=[{"type": m.type, "source": m.source, "target": m.target,
+                 "options": list(m.options)} for m in request.rootfs],
+        stdin=request.stdin, stdout=request.stdout, stderr=request.stderr,
+        terminal=request.terminal, runtime=request.runtime_path or binary, runtime_root=root)
 
 
 def _deleted(cid: str, proc) -> pb.DeleteResponse:
@@ -23,15 +67,15 @@ def _deleted(cid: str, proc) -> pb.DeleteResponse:
 
 
 class Tasks(grpc_pb.TasksServicer):
-    def __init__(self, daemon):
-        self.store = daemon.store
-        self.mgr = daemon.tasks
+    def __init__(self, services):
+        self.store = services.get("store")
+        self.mgr = services.get("tasks")
 
     @rpc
     async def Create(self, request, context):
         ns = namespace(context)
         container = load(self.store, ns, request.container_id)
-        task = await self.mgr.create(ns, container, request)
+        task = await self.mgr.create(ns, create_record(container, request))
         return pb.CreateTaskResponse(container_id=task.id, pid=task.init.pid)
 
     @rpc
@@ -54,7 +98,7 @@ class Tasks(grpc_pb.TasksServicer):
     async def Get(self, request, context):
         task = self.mgr.get(namespace(context), request.container_id)
         proc = self.mgr.proc(task, request.exec_id)
-        return pb.GetResponse(process=task.process_pb(proc))
+        return pb.GetResponse(process=process_pb(task, proc))
 
     @rpc
     async def List(self, request, context):
@@ -62,7 +106,7 @@ class Tasks(grpc_pb.TasksServicer):
         flt = filters.parse([request.filter] if request.filter else [])
         out = pb.ListTasksResponse()
         for task in self.mgr.list(ns):
-            pbp = task.process_pb(task.init)
+            pbp = process_pb(task, task.init)
             fields = {"id": task.id, "pid": str(pbp.pid),
                       "status": ttypes.Status.Name(pbp.status).lower()}
             if flt.match(filters.mapping_adaptor(fields)):
@@ -77,7 +121,10 @@ class Tasks(grpc_pb.TasksServicer):
 
     @rpc
     async def Exec(self, request, context):
-        await self.mgr.exec(namespace(context), request.container_id, request)
+        spec = decode_json_any(request.spec.value, "process spec")
+        await self.mgr.exec(namespace(context), request.container_id, ExecProcess(
+            request.exec_id, spec, request.stdin, request.stdout, request.stderr,
+            request.terminal))
         return empty_pb2.Empty()
 
     @rpc
@@ -151,5 +198,5 @@ class Tasks(grpc_pb.TasksServicer):
         return pb.WaitResponse(exit_status=proc.exit_status, exited_at=timestamp(proc.exited_at))
 
 
-def register(server, daemon) -> None:
-    grpc_pb.add_TasksServicer_to_server(Tasks(daemon), server)
+def register(server, services) -> None:
+    grpc_pb.add_TasksServicer_to_server(Tasks(services), server)

@@ -49,29 +49,6 @@ def _open_log(uri: str) -> int:
         raise StdioError(f"open {path}: {e.strerror}") from None
 
 
-def check_dest(path: str, what: str) -> None:
-    """Validate a stdio destination before anything is created."""
-    if not path:
-        return
-    if path.startswith("file://"):
-        target = path[len("file://"):]
-        if not target.startswith("/"):
-            raise StdioError(f"{what} {path!r}: log path must be absolute")
-        if not os.path.isdir(os.path.dirname(target)):
-            raise StdioError(f"{what} {path!r}: directory does not exist")
-        return
-    if "://" in path:
-        raise StdioError(f"{what} {path!r}: unsupported URI scheme")
-    if not path.startswith("/"):
-        raise StdioError(f"{what} {path!r}: path must be absolute")
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise StdioError(f"{what} {path!r}: {e.strerror}") from None
-    if not stat.S_ISFIFO(st.st_mode):
-        raise StdioError(f"{what} {path!r}: not a FIFO")
-
-
 class Pump:
     """Copies bytes from src to dst through a bounded buffer, driven by the reactor."""
 

@@ -349,37 +349,23 @@ class Task:
             self.on_reaped()
 
     def _mount_rootfs(self) -> int:
-        target = os.path.join(self.bundle, "rootfs")
-        for i, m in enumerate(self.rootfs_mounts):
-            opts = list(m.get("options") or [])
-            mtype = m.get("type") or "none"
-            if mtype == "bind" and "bind" not in opts and "rbind" not in opts:
-                opts.append("bind")
-            argv = ["mount", "-t", mtype, m.get("source") or "none", target]
-            if opts:
-                argv[1:1] = ["-o", ",".join(opts)]
-            if _run_plain(argv, self.reaper) != 0:
-                self._unmount_rootfs(i)
-                raise ShimError("InvalidArgument",
-                                f"mount {m.get('source')} on rootfs: mount exited with error")
+        if not self.rootfs_mounts:
+            return 0
+        from supervisor import mounts  # only tasks with rootfs mounts pay for it
+        try:
+            mounts.mount_all(os.path.join(self.bundle, "rootfs"), self.rootfs_mounts)
+        except mounts.MountError as e:
+            raise ShimError("InvalidArgument", str(e)) from None
         return len(self.rootfs_mounts)
 
     def _unmount_rootfs(self, count: int) -> None:
-        target = os.path.join(self.bundle, "rootfs")
-        for _ in range(count):
-            _run_plain(["umount", target], self.reaper)
-
-
-def _run_plain(argv: list[str], reaper: Reaper) -> int:
-    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        actions = [(os.POSIX_SPAWN_DUP2, null, i) for i in range(3)]
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
-    except OSError:
-        return 127
-    finally:
-        os.close(null)
-    return exit_code(reaper.wait_for(pid))
+        if not count:
+            return
+        from supervisor import mounts
+        try:
+            mounts.unmount_all(os.path.join(self.bundle, "rootfs"), self.rootfs_mounts[:count])
+        except OSError:
+            pass  # left for the daemon's cleanup; the bundle removal reports it
 
 
 def _console_listener(path: str) -> _socket.socket:
