@@ -89,7 +89,7 @@ class Task:
         self.bundle = req["bundle"]
         self.rootfs_mounts = req.get("rootfs") or []
         self.runtime = Runtime(req["runtime"], req.get("runtime_root", ""),
-                               os.path.join(self.bundle, "log.json"), reaper)
+                               os.path.join(self.bundle, "log.json"), reaper, reactor)
         self.procs: dict[str, Process] = {}
         self.oom_file = ""
         self.oom_base = 0
