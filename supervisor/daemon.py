@@ -180,6 +180,8 @@ def parse_args(argv=None) -> Config:
                     help="default OCI runtime binary, runc-compatible (default %(default)s)")
     ap.add_argument("--runtime-root", default="",
                     help="the runtime's --root, per namespace below it (default STATE/runtime)")
+    from supervisor import version
+    version.add_flag(ap, "-v")
     args = ap.parse_args(argv)
     paths = [os.path.abspath(p) for p in (args.address, args.state, args.root)]
     runtime_root = os.path.abspath(args.runtime_root) if args.runtime_root else ""
