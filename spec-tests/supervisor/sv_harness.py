@@ -162,8 +162,9 @@ def remove_cgroup_tree(path: str) -> None:
 class Supervisor:
     """One pyrunc-supervisor daemon with private directories, driven by ctr and the API."""
 
-    def __init__(self, base: str | None = None, runtime: str = RUNTIME):
+    def __init__(self, base: str | None = None, runtime: str = RUNTIME, args=()):
         self.base = base or tempfile.mkdtemp(prefix="svt-", dir="/tmp")
+        self.args = list(args)  # more daemon flags
         self.sock = os.path.join(self.base, "sv.sock")
         self.state = os.path.join(self.base, "state")
         self.root = os.path.join(self.base, "root")
@@ -179,7 +180,7 @@ class Supervisor:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "supervisor.daemon", "--address", self.sock, "--state", self.state,
-             "--root", self.root, "--runtime", self.runtime],
+             "--root", self.root, "--runtime", self.runtime, *self.args],
             cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         wait_for(self._answers, 20, what=f"daemon socket (log: {self.log_path})")
