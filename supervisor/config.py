@@ -283,9 +283,9 @@ def _suggest(name: str) -> str:
 def load(path: str, required: bool) -> Settings:
     """The settings of the file at ``path``; the defaults if it does not exist and is not
     ``required`` (the default path)."""
-    import tomllib
     try:
         with open(path, "rb") as f:
+            import tomllib
             doc = tomllib.load(f)
     except FileNotFoundError:
         if required:
@@ -293,7 +293,7 @@ def load(path: str, required: bool) -> Settings:
         return Settings()
     except OSError as e:
         raise ConfigError(f"config {path}: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:   # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"config {path}: not valid TOML: {e}") from None
     try:
         return Settings(parse(doc), os.path.abspath(path))

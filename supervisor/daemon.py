@@ -123,12 +123,14 @@ class Daemon:
         os.chmod(self.config.address, 0o600)
 
     async def _collect_leases(self) -> None:
-        """Expired leases go at their expiry (and at the latest a minute after one is added)."""
+        """Expired leases go at their expiry (and at the latest gc.interval seconds, a minute by
+        default, after one is added)."""
         leases = self.services.get("leases")
+        every = self.services.get("settings")["gc.interval"]
         while True:
             leases.collect()
             nxt = leases.next_expiry()
-            await asyncio.sleep(60 if nxt is None else min(60, max(0.0, nxt - time.time())))
+            await asyncio.sleep(every if nxt is None else min(every, max(0.0, nxt - time.time())))
 
     async def stop(self) -> None:
         if self.operations is not None:

@@ -5,6 +5,10 @@
   Prometheus when ``metrics.address`` is set (exporter.py, imported only then).
 - Every event of the exchange (container and task life: create, start, exit, OOM, delete, ...)
   is one info line with its topic, namespace and container ID.
+- The shims' log (``<state>/shim.log``, lines written by shim/shimlog.py) is followed and each
+  line copied into the daemon's log with its level, namespace, container ID and the shim's pid
+  (``source=shim``). The file is polled (a stat every half second): shims outlive the daemon,
+  so they cannot log through it, and a pipe would not survive a daemon restart.
 - SIGHUP re-reads the configuration (file, environment, the original flags) and applies the log
   level and format at once; other changed keys are named in a warning (they need a restart). A
   configuration that no longer parses is logged and the running one kept.
@@ -15,9 +19,13 @@ The daemon calls :meth:`Operations.interceptors` when it builds its server, then
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 from supervisor import config as configmod, log
+
+SHIM_LOG_POLL = 0.5     # seconds between looks at the shims' log
+SHIM_LOG_CHUNK = 1 << 20
 
 
 class Operations:
@@ -29,6 +37,7 @@ class Operations:
             from supervisor.exporter import Exporter
             self.exporter = Exporter(self.settings["metrics.address"], services)
         self.event_log: asyncio.Task | None = None
+        self.shim_log: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def interceptors(self) -> list:
@@ -41,13 +50,16 @@ class Operations:
         if self.exporter is not None:
             await self.exporter.start()
         self.event_log = self.loop.create_task(self._log_events())
+        self.shim_log = self.loop.create_task(self._follow_shim_log(
+            os.path.join(self.services.get("config").state, "shim.log")))
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     async def stop(self) -> None:
         if self.loop is not None:
             self.loop.remove_signal_handler(signal.SIGHUP)
-        if self.event_log is not None:
-            self.event_log.cancel()
+        for task in (self.event_log, self.shim_log):
+            if task is not None:
+                task.cancel()
         if self.exporter is not None:
             await self.exporter.stop()
 
@@ -59,6 +71,34 @@ class Operations:
             async for env in exchange.subscribe(filters.parse([])):
                 if log.enabled("info"):
                     log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
+
+    # -- the shims' log ---------------------------------------------------------------------------
+    async def _follow_shim_log(self, path: str) -> None:
+        """Copy lines appended to the shims' log from now on (what came before, while no daemon
+        ran, stays in the file)."""
+        try:
+            pos = os.stat(path).st_size
+        except OSError:
+            pos = 0
+        partial = b""
+        while True:
+            await asyncio.sleep(SHIM_LOG_POLL)
+            try:
+                size = os.stat(path).st_size
+                if size < pos:      # truncated by an operator: start again at the top
+                    pos, partial = 0, b""
+                if size == pos:
+                    continue
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read(SHIM_LOG_CHUNK)
+            except OSError:
+                continue
+            pos += len(data)
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            for raw in lines:
+                copy_shim_line(raw.decode("utf-8", "replace"))
 
     # -- SIGHUP -----------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -79,6 +119,19 @@ class Operations:
         log.info("reloaded", log_level=fresh["debug.level"], log_format=fresh["debug.format"])
         if changed:
             log.warn("reload: these keys take effect at the next start", keys=",".join(changed))
+
+
+def copy_shim_line(line: str) -> None:
+    from supervisor.shim.shimlog import parse
+    if not line.strip():
+        return
+    rec = parse(line)
+    if rec is None:         # not written by shimlog: an interpreter's own output
+        log.warn(line, source="shim")
+        return
+    level = rec["level"] if rec["level"] in log.LEVELS else "info"
+    log.log(level, rec["msg"], source="shim", ns=rec["ns"] or None, id=rec["id"] or None,
+            shim_pid=rec["pid"])
 
 
 def _event_fields(env) -> dict:

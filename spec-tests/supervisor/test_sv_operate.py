@@ -503,3 +503,97 @@ def test_metrics_scraped_over_http_match_the_cgroup_files(sv_tcp_metrics, sv_roo
     assert value(found, "pyrunc_tasks", namespace=sv.ns, status="paused") == 1
     client.tasks.Resume(tpb.ResumeTaskRequest(container_id=cid))
     destroy(sv, client, cid)
+
+
+def test_a_shims_log_line_reaches_the_daemons_log_with_the_container(sv_json, sv_rootfs):
+    """A shim's unexpected error (here: a malformed request sent straight to its socket) is
+    logged by the shim and copied into the daemon's log, naming the container."""
+    from supervisor import wire
+    sv = sv_json
+    client = sv.client()
+    cid = create(sv, client, sv_rootfs, ["sleep", "1000"])
+    with open(os.path.join(sv.state, "tasks", sv.ns, cid, "task.json")) as f:
+        shim_socket = json.load(f)["socket"]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    try:
+        s.connect(shim_socket)
+        s.sendall(wire.encode({"op": "exec", "rid": 1}))      # no exec_id: a KeyError
+        buf = bytearray()
+        while not (frames := wire.decode_frames(buf)):
+            buf += s.recv(65536)
+    finally:
+        s.close()
+    assert frames[0]["ok"] is False and frames[0]["code"] == "InvalidArgument"
+    line = wait_log(sv, lambda ln: ln.get("source") == "shim" and ln.get("id") == cid,
+                    "the shim's line")
+    assert line["level"] == "error" and line["ns"] == sv.ns
+    assert "KeyError" in line["msg"] and "Traceback" in line["msg"]
+    assert line["shim_pid"] in sv.shim_pids()
+    destroy(sv, client, cid)
+
+
+# -- pure logic: cgroup file formats, the shim's log lines ------------------------------------------
+
+def test_cgstats_reads_v2_and_v1_files(tmp_path):
+    """The parsers on files written here (this host has one cgroup layout; the other is the
+    format the kernel documents): v2 unified, v1 per controller, unlimited and missing files."""
+    from supervisor import cgstats
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
+    (v2 / "memory.current").write_text("1048576\n")
+    (v2 / "memory.max").write_text("max\n")
+    (v2 / "pids.current").write_text("4\n")
+    (v2 / "pids.max").write_text("100\n")
+    (v2 / "io.stat").write_text("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"
+                                "8:16 rbytes=1 wbytes=2 rios=3 wios=4\n")
+    s = cgstats.read_v2(str(v2))
+    assert (s.cpu_seconds, s.memory_bytes, s.memory_limit_bytes, s.pids, s.pids_limit) == \
+        (2.5, 1048576, None, 4, 100)
+    assert s.io == {"read_bytes": 4097, "write_bytes": 8194, "reads": 4, "writes": 6}
+    dirs = {}
+    for c in ("cpuacct", "memory", "pids", "blkio"):
+        dirs[c] = str(tmp_path / c)
+        os.mkdir(dirs[c])
+    files = {"cpuacct/cpuacct.usage": "1500000000\n", "memory/memory.usage_in_bytes": "2048\n",
+             "memory/memory.limit_in_bytes": "9223372036854771712\n",
+             "pids/pids.current": "2\n", "pids/pids.max": "max\n",
+             "blkio/blkio.throttle.io_service_bytes": "8:0 Read 10\n8:0 Write 20\n8:0 Sync 30\n"
+                                                     "8:0 Total 30\n8:16 Read 1\nTotal 31\n"}
+    for rel, text in files.items():
+        (tmp_path / rel).write_text(text)
+    s = cgstats.read_v1(dirs)
+    assert (s.cpu_seconds, s.memory_bytes, s.memory_limit_bytes, s.pids, s.pids_limit) == \
+        (1.5, 2048, None, 2, None)
+    assert s.io == {"read_bytes": 11, "write_bytes": 20}   # no io_serviced file: no op counts
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        "31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        "32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "33 25 0:29 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n")
+    assert cgstats._mounts(str(mountinfo)) == (
+        {"cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+         "memory": "/sys/fs/cgroup/memory"}, "/sys/fs/cgroup/unified")
+
+
+def test_shim_log_lines_survive_tabs_newlines_and_backslashes():
+    from supervisor.shim import shimlog
+    r, w = os.pipe()
+    saved = os.dup(2)
+    try:
+        os.dup2(w, 2)
+        shimlog.set_container("ns1", "c1")
+        shimlog.write("warn", "a\tb\nc\\n end\n")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(w)
+        shimlog.set_container("", "")
+    line = os.read(r, 65536).decode()
+    os.close(r)
+    assert line.count("\n") == 1
+    assert shimlog.parse(line.rstrip("\n")) == {"level": "warn", "ns": "ns1", "id": "c1",
+                                                "pid": os.getpid(), "msg": "a\tb\nc\\n end"}
+    assert shimlog.parse("Fatal Python error: ...") is None

@@ -28,6 +28,7 @@ from supervisor import wire
 from supervisor.shim.reactor import Reactor
 from supervisor.shim.runtime import Reaper
 from supervisor.shim.task import INIT, ShimError, Task, signal_number
+from supervisor.shim import shimlog
 from supervisor.shim.title import for_container, set_title
 
 MAX_EVENTS = 10000
@@ -213,6 +214,7 @@ class Shim:
         task = Task(self.r, self.reaper, self.emit, self.socket_path + ".con", req)
         result = task.create(req)
         self.task = task
+        shimlog.set_container(str(req.get("namespace", "")), task.id)
         set_title(*for_container(str(req.get("namespace", "")), task.id))
         return result
 
@@ -278,10 +280,10 @@ class Shim:
 
 
 def _log_traceback() -> None:
-    """Unexpected errors go to the shim's log (its stderr) with their traceback."""
+    """Unexpected errors go to the shim's log (its stderr, see shimlog.py) with their
+    traceback, as one line the daemon copies into its own log."""
     import traceback
-    traceback.print_exc()
-    sys.stderr.flush()
+    shimlog.write("error", traceback.format_exc())
 
 
 def _bind(path: str) -> _socket.socket:
