@@ -27,7 +27,7 @@ import time
 
 import grpc
 
-from supervisor import spec as specmod
+from supervisor import spec as specmod, version
 from supervisor.client import PROCESS_URL, Client, json_any
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
@@ -432,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-a", "--address", default=os.environ.get("PYRUNC_SUPERVISOR_ADDRESS",
                                                               DEFAULT_ADDRESS))
     ap.add_argument("-n", "--namespace", default=os.environ.get("PYRUNC_NAMESPACE", "default"))
+    version.add_flag(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def add(name, **kw):

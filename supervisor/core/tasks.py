@@ -230,9 +230,10 @@ class TaskManager:
         task.bundle.write("task.json", task.info)
         init = Proc("", req.stdin, req.stdout, req.stderr, req.terminal)
         task.procs[""] = init
-        reply = await client.call("create", id=task.id, bundle=task.path, runtime=runtime,
-                                  runtime_root=root, stdin=req.stdin, stdout=req.stdout,
-                                  stderr=req.stderr, terminal=req.terminal, rootfs=req.rootfs)
+        reply = await client.call("create", id=task.id, namespace=task.ns, bundle=task.path,
+                                  runtime=runtime, runtime_root=root, stdin=req.stdin,
+                                  stdout=req.stdout, stderr=req.stderr, terminal=req.terminal,
+                                  rootfs=req.rootfs)
         init.pid = reply["pid"]
 
     async def _discard(self, task: Task) -> None:

@@ -28,6 +28,8 @@ from supervisor import wire
 from supervisor.shim.reactor import Reactor
 from supervisor.shim.runtime import Reaper
 from supervisor.shim.task import INIT, ShimError, Task, signal_number
+from supervisor.shim import shimlog
+from supervisor.shim.title import for_container, set_title
 
 MAX_EVENTS = 10000
 IDLE_EXIT = 30.0  # seconds an unclaimed, unconnected shim waits before exiting
@@ -215,6 +217,8 @@ class Shim:
         task = Task(self.r, self.reaper, self.emit, self.socket_path + ".con", req)
         result = task.create(req)
         self.task = task
+        shimlog.set_container(str(req.get("namespace", "")), task.id)
+        set_title(*for_container(str(req.get("namespace", "")), task.id))
         return result
 
     def op_start(self, conn, req):
@@ -279,10 +283,10 @@ class Shim:
 
 
 def _log_traceback() -> None:
-    """Unexpected errors go to the shim's log (its stderr) with their traceback."""
+    """Unexpected errors go to the shim's log (its stderr, see shimlog.py) with their
+    traceback, as one line the daemon copies into its own log."""
     import traceback
-    traceback.print_exc()
-    sys.stderr.flush()
+    shimlog.write("error", traceback.format_exc())
 
 
 def _bind(path: str) -> _socket.socket:
@@ -320,7 +324,8 @@ def _become_subreaper() -> None:
     _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
 
 
-USAGE = "usage: pyrunc-shim --socket PATH [--log PATH] [--foreground | --zygote]"
+USAGE = ("usage: pyrunc-shim --socket PATH [--log PATH] [--foreground | --zygote]\n"
+         "       pyrunc-shim --version")
 
 
 def _parse(argv: list[str]) -> dict:
@@ -328,6 +333,10 @@ def _parse(argv: list[str]) -> dict:
     opts = {"socket": "", "log": "", "foreground": False, "zygote": False}
     it = iter(argv)
     for arg in it:
+        if arg in ("--version", "-v"):
+            from supervisor.version import line
+            print(line("pyrunc-shim"))
+            raise SystemExit(0)
         if arg in ("--foreground", "--zygote"):
             opts[arg[2:]] = True
         elif arg in ("--socket", "--log"):
@@ -346,6 +355,7 @@ def _run_shim(listener: _socket.socket, path: str, log: str) -> None:
     """Become a shim: own session, quiet stdio, subreaper; serve until the container is gone."""
     _detach(log)
     _become_subreaper()
+    set_title("spare")
     Shim(listener, path).serve()
 
 
@@ -421,12 +431,14 @@ def main(argv=None) -> int:
         return 1
     if opts["foreground"]:
         _become_subreaper()
+        set_title("spare")
         Shim(listener, path).serve()
         return 0
     if os.fork() != 0:
         os._exit(0)  # the socket is listening: the daemon may connect now
     if opts["zygote"]:
         _detach(opts["log"])
+        set_title("zygote")
         try:
             _zygote(listener, opts["log"])
         finally:
