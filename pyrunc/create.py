@@ -213,7 +213,11 @@ def _lsm_enabled(name: str) -> bool:
 
 
 def _cgroup_manager(c, spec):
-    """The container's cgroup manager (nothing made yet)."""
+    """The container's cgroup manager (nothing made yet); rootless without a delegated cgroup,
+    None (see :mod:`pyrunc.rootless`)."""
+    if os.geteuid() != 0:
+        from pyrunc import rootless
+        return rootless.cgroup_manager(spec.linux.cgroups_path, c.id, spec.linux.resources)
     from pyrunc import cgroups
     return cgroups.new_manager(spec.linux.cgroups_path, c.id)
 
@@ -238,6 +242,8 @@ def _create_cgroup(c, spec, mgr) -> None:
     _drive_setup); ``mgr`` is responsible for what it made from now on."""
     # linux.devices nodes are not allowed implicitly: resources.devices decides, in its order
     # (engines list the nodes they add there; runc behaves the same)
+    if mgr is None:     # rootless, no cgroup delegated: c.cgroup stays empty
+        return
     mgr.create(spec.linux.resources)
     c.cgroup = mgr.to_state()
 
@@ -249,8 +255,11 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     from pyrunc import sync
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
-        from pyrunc import namespaces
         ch.expect(sync.USERNS)
+        if os.geteuid() != 0:
+            from pyrunc import rootless as namespaces
+        else:
+            from pyrunc import namespaces
         namespaces.write_id_maps(child, spec.linux.uid_mappings, spec.linux.gid_mappings)
         ch.send_or_explain(sync.PROCEED)
     fields = ch.expect(sync.PID)
@@ -261,7 +270,8 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
         join = _open_for_writing(mgr.self_join_files())
     else:
         from pyrunc.cgroups import warm
-        mgr.apply(c.pid)    # the init sets up meanwhile; it waits for CGROUP
+        if mgr is not None:     # (None: rootless without a delegated cgroup)
+            mgr.apply(c.pid)    # the init sets up meanwhile; it waits for CGROUP
         warm.stop()
         join = []
     log.debug("create: init in its cgroup")

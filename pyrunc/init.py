@@ -106,9 +106,16 @@ def stage1(ctx: Context, flags: int, cgroup_fd: int | None, namespaces_done: boo
         if not namespaces_done:
             namespaces.join(ctx.spec.linux.namespaces)
             if flags & k.CLONE_NEWUSER:
+                # rootless: the parent (and newuidmap) can open our /proc/<pid>/uid_map only
+                # while we are dumpable (as runc's stage 1 does); root needs no such window
+                rootless = os.geteuid() != 0
+                if rootless:
+                    k.prctl(k.PR_SET_DUMPABLE, 1)
                 k.unshare(k.CLONE_NEWUSER)
                 ch.send(sync.USERNS)
                 ch.expect(sync.PROCEED)
+                if rootless:
+                    k.prctl(k.PR_SET_DUMPABLE, 0)
             _unshare_rest(ctx.spec.linux, flags)
             _identity(ctx.spec, ctx.container_id, ctx.no_new_keyring)
         if sync.fork_reporting_pid(ch, cgroup_fd) == 0:
