@@ -115,7 +115,7 @@ def _passed_fds(name: str, flags: dict) -> int:
 
 def _default_root() -> str:
     """``/run/pyrunc``; for an unprivileged caller ``$XDG_RUNTIME_DIR/pyrunc``, as runc's."""
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not os.getenv("XDG_RUNTIME_DIR"):
         return "/run/pyrunc"
     from pyrunc import rootless
     return rootless.default_root()

@@ -215,7 +215,7 @@ def _lsm_enabled(name: str) -> bool:
 def _cgroup_manager(c, spec):
     """The container's cgroup manager (nothing made yet); rootless without a delegated cgroup,
     None (see :mod:`pyrunc.rootless`)."""
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or proc.in_user_namespace():
         from pyrunc import rootless
         return rootless.cgroup_manager(spec.linux.cgroups_path, c.id, spec.linux.resources)
     from pyrunc import cgroups
@@ -234,7 +234,7 @@ def _clone_dir(mgr, spec, child) -> int | None:
         from pyrunc.cgroups import warm
         warm.start(3 + child.extra_fds)
         return None
-    return mgr.make_clone_dir()
+    return None if mgr is None else mgr.make_clone_dir()
 
 
 def _create_cgroup(c, spec, mgr) -> None:
@@ -266,12 +266,13 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
     log.debug("create: init forked")
-    if userns is None:
+    if mgr is None:         # (rootless without a delegated cgroup)
+        join = []
+    elif userns is None:
         join = _open_for_writing(mgr.self_join_files())
     else:
         from pyrunc.cgroups import warm
-        if mgr is not None:     # (None: rootless without a delegated cgroup)
-            mgr.apply(c.pid)    # the init sets up meanwhile; it waits for CGROUP
+        mgr.apply(c.pid)    # the init sets up meanwhile; it waits for CGROUP
         warm.stop()
         join = []
     log.debug("create: init in its cgroup")

@@ -178,13 +178,18 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         return cgroup["dirs"]
 
     try:
-        in_userns = spec.linux.namespace("user") is not None
+        new_userns = spec.linux.namespace("user") is not None
+        # (a runtime that itself runs in a user namespace, as under rootless podman, cannot
+        # mknod devices or mount sysfs either)
+        if not new_userns:
+            from pyrunc.linux import proc
+        in_userns = new_userns or proc.in_user_namespace()
         os.umask(0)
         if spec.process is not None and spec.process.terminal:
             from pyrunc import terminal  # noqa: F401 - no module can be loaded after pivot_root
         rootfd = rootfs.bind_rootfs(spec)
         sources = rootfs.open_sources(spec, ctx.idmapped)
-        if in_userns:
+        if new_userns:
             _become_root()
         log.debug("init: mounting")
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)

@@ -34,11 +34,17 @@ def is_rootless() -> bool:
 
 
 def default_root() -> str:
-    """runc's rule for an unprivileged caller: ``$XDG_RUNTIME_DIR/pyrunc`` if that is set."""
+    """runc's rule: ``$XDG_RUNTIME_DIR/pyrunc`` if that is set and the caller is not the real
+    root — an unprivileged user, or uid 0 of a user namespace (rootless podman runs the runtime
+    there) whose $USER is not root; otherwise ``/run/pyrunc``."""
     runtime_dir = os.getenv("XDG_RUNTIME_DIR", "")
-    if runtime_dir and os.path.isabs(runtime_dir):
-        return os.path.join(runtime_dir, "pyrunc")
-    return DEFAULT_ROOT
+    if not runtime_dir or not os.path.isabs(runtime_dir):
+        return DEFAULT_ROOT
+    if os.geteuid() == 0:
+        from pyrunc.linux import proc
+        if not proc.in_user_namespace() or os.getenv("USER", "") == "root":
+            return DEFAULT_ROOT
+    return os.path.join(runtime_dir, "pyrunc")
 
 
 # --- cgroups ------------------------------------------------------------------------------------
