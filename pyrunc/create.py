@@ -230,11 +230,13 @@ def _clone_dir(mgr, spec, child) -> int | None:
     credentials the placement needs: the parent moves the init after the fact, and the warm-up
     thread (:mod:`pyrunc.cgroups.warm`) pays the kernel's wait meanwhile.  None then, and on
     hosts without cgroup v2."""
+    if mgr is None:     # (rootless without a delegated cgroup: nothing to place)
+        return None
     if spec.linux.namespace("user") is not None:
         from pyrunc.cgroups import warm
         warm.start(3 + child.extra_fds)
         return None
-    return None if mgr is None else mgr.make_clone_dir()
+    return mgr.make_clone_dir()
 
 
 def _create_cgroup(c, spec, mgr) -> None:

@@ -53,13 +53,17 @@ def cgroup_manager(cgroups_path, container_id: str, resources):
     """The container's cgroup manager, or None when no cgroup is delegated to this user (then a
     config with resource limits is refused: :class:`CgroupError`)."""
     from pyrunc import cgroups
+    limits = resource_limits(resources)
+    unified = cgroups.detect_mode() == "unified"
+    if not unified and not limits:
+        return None         # (v1 is never delegated: no need to resolve the paths)
     try:
-        mgr = cgroups.new_manager(cgroups_path, container_id)
+        mgr = cgroups.new_manager(cgroups_path, container_id) if unified else None
     except CgroupError:
         mgr = None
     if mgr is not None and _delegated(mgr):
+        mgr.skip_devices = True     # (as runc's rootless mode: device rules are not applied)
         return mgr
-    limits = resource_limits(resources)
     if limits:
         if mgr is not None and mgr.__class__.__name__ == "V2Manager":
             why = f"{_existing_ancestor(mgr.path)} is not writable"
