@@ -270,3 +270,27 @@ def test_systemd_cgroup_is_refused(rl, user):
     res = rl("--systemd-cgroup", "run", "--bundle", rl.bundle(rootless_config(user, ["true"])),
              "c1")
     _refused(rl, res, "systemd")
+
+
+def test_sysfs_and_cgroup_mounts_the_rootless_way(rl, user):
+    """No network namespace of its own: sysfs cannot be mounted, the host's /sys is bound
+    read-only instead; a cgroup mount on top shows the hierarchies (not the copies the /sys
+    bind brought along, which the cgroup mount's tmpfs hides)."""
+    cfg = rootless_config(user, ["sh", "-c", "ls /sys/kernel >/dev/null && echo sys-ok; "
+                                 "ls /sys/fs/cgroup; touch /sys/x 2>/dev/null || echo ro"])
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/sys"] + [
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}]
+    res = rl.run(cfg)
+    assert res.returncode == 0, res
+    lines = res.stdout.split()
+    assert lines[0] == "sys-ok" and lines[-1] == "ro", res
+    with open("/proc/self/mountinfo") as f:
+        hierarchies = {line.split()[4].rsplit("/", 1)[1] for line in f
+                       if " - cgroup" in line and line.split()[4].startswith("/sys/fs/cgroup/")}
+    if hierarchies:         # (hybrid or v1 host: a tmpfs with one directory per hierarchy)
+        assert set(lines[1:-1]) == hierarchies, res
+    else:                   # (pure v2: the cgroup itself)
+        assert "cgroup.procs" in lines, res
