@@ -87,12 +87,19 @@ class Daemon:
             _private_dir(d)
         store = Store(os.path.join(config.root, "meta.db"))
         events = Exchange()
+        leases = Leases(store)
         self.services = Registry(
-            config=config, uuid=_load_uuid(config.root), store=store, leases=Leases(store),
+            config=config, uuid=_load_uuid(config.root), store=store, leases=leases,
             events=events,
             tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
+        self._add_image_services(store, leases)
         self.server = None
         self.collector = None
+
+    def _add_image_services(self, store, leases) -> None:
+        """The image half: content store (and, as they land, snapshots, diff, images, gc)."""
+        from supervisor.content.store import ContentStore
+        self.services.add("content", ContentStore(self.config.root, store, leases))
 
     async def start(self) -> None:
         import grpc
