@@ -99,7 +99,14 @@ class Daemon:
     def _add_image_services(self, store, leases) -> None:
         """The image half: content store (and, as they land, snapshots, diff, images, gc)."""
         from supervisor.content.store import ContentStore
+        from supervisor.snapshots import native, overlay
+        from supervisor.snapshots.store import Snapshots
         self.services.add("content", ContentStore(self.config.root, store, leases))
+        snapshotters = {layout.name: Snapshots(self.config.root, store, layout, leases)
+                        for layout in (overlay.Layout(), native.Layout())}
+        for sn in snapshotters.values():
+            sn.cleanup()  # what a crash left: directories without a row
+        self.services.add("snapshotters", snapshotters)
 
     async def start(self) -> None:
         import grpc

@@ -4,6 +4,7 @@
 def register(server, services) -> None:
     """Add every servicer to ``server``; each takes what it needs from ``services`` (a
     supervisor.services.Registry)."""
-    from supervisor.api import containers, content, events, leases, meta, namespaces, tasks
-    for mod in (meta, namespaces, containers, tasks, events, leases, content):
+    from supervisor.api import (containers, content, events, leases, meta, namespaces,
+                                snapshots, tasks)
+    for mod in (meta, namespaces, containers, tasks, events, leases, content, snapshots):
         mod.register(server, services)
