@@ -107,6 +107,8 @@ class Daemon:
         for sn in snapshotters.values():
             sn.cleanup()  # what a crash left: directories without a row
         self.services.add("snapshotters", snapshotters)
+        from supervisor.images.store import Images
+        self.services.add("images", Images(store))
 
     async def start(self) -> None:
         import grpc
