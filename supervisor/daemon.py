@@ -108,7 +108,10 @@ class Daemon:
             sn.cleanup()  # what a crash left: directories without a row
         self.services.add("snapshotters", snapshotters)
         from supervisor.images.store import Images
+        from supervisor.metadata.gc import Collector
         self.services.add("images", Images(store))
+        self.services.add("gc", Collector(store, leases, self.services.get("content"),
+                                          snapshotters, self.services.get("images")))
 
     async def start(self) -> None:
         import grpc
@@ -120,6 +123,7 @@ class Daemon:
         REAPER.install(asyncio.get_running_loop())
         await self.services.get("tasks").open()
         self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
+        self.gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
         self.server = grpc.aio.server()
         api.register(self.server, self.services)
         old = os.umask(0o177)  # the socket is created 0600
@@ -138,11 +142,24 @@ class Daemon:
             nxt = leases.next_expiry()
             await asyncio.sleep(60 if nxt is None else min(60, max(0.0, nxt - time.time())))
 
+    async def _collect_garbage(self) -> None:
+        """A full garbage collection at start (what a crash left) and every ten minutes."""
+        import logging
+        gc = self.services.get("gc")
+        while True:
+            try:
+                await asyncio.to_thread(gc.collect)
+            except Exception:  # a failed round is retried at the next one
+                logging.getLogger("pyrunc.supervisor").exception("garbage collection")
+            await asyncio.sleep(600)
+
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(grace=1)
         if self.collector is not None:
             self.collector.cancel()
+        if getattr(self, "gc_task", None) is not None:
+            self.gc_task.cancel()
         await self.services.get("tasks").close()
         self.services.get("store").close()
         try:

@@ -79,3 +79,25 @@ def huge_pax_header(size: int = 1 << 30) -> bytes:
     ti = tarfile.TarInfo("././@PaxHeader")
     ti.type, ti.size = tarfile.XHDTYPE, size
     return ti.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 4096
+
+
+def held_metadata(sv) -> list[tuple[str, str]]:
+    """gRPC metadata for a namespace of the image tests' own (the session's namespace with ``i``
+    added, so other tests' counts stay theirs) under one lease that never expires, so that what a
+    test makes through the raw API is not garbage-collected between its calls (as ctr does with
+    its own leases)."""
+    lid = getattr(sv, "_hold_lease", None)
+    if lid is None:
+        import grpc
+        from supervisor.gen.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
+        lid = "svt-hold"
+        with grpc.insecure_channel("unix://" + sv.sock) as ch:
+            try:
+                leases_pb2_grpc.LeasesStub(ch).Create(leases_pb2.CreateRequest(id=lid),
+                                                      metadata=[("containerd-namespace",
+                                                                 sv.ns + "i")])
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+        sv._hold_lease = lid
+    return [("containerd-namespace", sv.ns + "i"), ("containerd-lease", lid)]

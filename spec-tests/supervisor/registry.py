@@ -26,7 +26,8 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 GZ_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
-APPLETS = ("sh", "echo", "cat", "ls", "true", "false", "id", "stat", "test", "env", "pwd")
+APPLETS = ("sh", "echo", "cat", "ls", "true", "false", "id", "stat", "test", "env", "pwd",
+           "sleep")
 
 
 class Registry:

@@ -13,6 +13,7 @@ import threading
 import grpc
 import pytest
 
+from layers import held_metadata
 from sv_harness import code_of, wait_for
 from supervisor.gen.containerd.services.content.v1 import content_pb2 as pb, content_pb2_grpc
 
@@ -23,6 +24,8 @@ def digest_of(data: bytes) -> str:
 
 def stub(sv, namespace=None, lease=""):
     channel = grpc.insecure_channel("unix://" + sv.sock)
+    if namespace is None and not lease:
+        return channel, content_pb2_grpc.ContentStub(channel), held_metadata(sv)
     md = [("containerd-namespace", namespace or sv.ns)] + ([("containerd-lease", lease)] if lease else [])
     return channel, content_pb2_grpc.ContentStub(channel), md
 
@@ -156,7 +159,7 @@ def test_one_writer_per_ref(sv):
 
 
 def test_lease_holds_what_is_written(sv):
-    ch, st, md = stub(sv)
+    ch, st, md = stub(sv, namespace=sv.ns)
     with ch:
         lid = sv.id("lease")
         sv.ctr("leases", "create", "--id", lid)
@@ -170,8 +173,11 @@ def test_lease_holds_what_is_written(sv):
         lst = leases_pb2_grpc.LeasesStub(ch)
         rs = lst.ListResources(leases_pb2.ListResourcesRequest(id=lid), metadata=md).resources
         assert (digest_of(data), "content") in [(r.id, r.type) for r in rs]
-        sv.ctr("leases", "rm", lid)
-        st.Delete(pb.DeleteContentRequest(digest=digest_of(data)), metadata=md)
+        # Without its lease the blob is garbage: a synchronous delete collects it.
+        sv.ctr("leases", "rm", "--sync", lid)
+        assert code_of(st.Info, pb.InfoRequest(digest=digest_of(data)), metadata=md)[0] == \
+            grpc.StatusCode.NOT_FOUND
+        assert not os.path.exists(blob_file(sv, digest_of(data)))
 
 
 def test_kill9_mid_write_leaves_no_partial_blob(sv_own):

@@ -11,6 +11,7 @@ import tempfile
 import grpc
 import pytest
 
+from layers import held_metadata
 from sv_harness import code_of
 from supervisor import mounts as mountmod
 from supervisor.gen.containerd.services.snapshots.v1 import snapshots_pb2 as pb, snapshots_pb2_grpc
@@ -20,7 +21,7 @@ from supervisor.gen.containerd.services.snapshots.v1 import snapshots_pb2 as pb,
 def snap_stub(sv):
     channel = grpc.insecure_channel("unix://" + sv.sock)
     try:
-        yield snapshots_pb2_grpc.SnapshotsStub(channel), [("containerd-namespace", sv.ns)]
+        yield snapshots_pb2_grpc.SnapshotsStub(channel), held_metadata(sv)
     finally:
         channel.close()
 

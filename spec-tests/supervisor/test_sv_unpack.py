@@ -12,7 +12,7 @@ import tempfile
 import grpc
 import pytest
 
-from layers import Layer, digest, huge_pax_header
+from layers import Layer, digest, held_metadata, huge_pax_header
 from supervisor import mounts as mountmod
 from supervisor.diff.apply import LayerError, apply_layer
 from supervisor.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
@@ -171,7 +171,7 @@ def stubs(sv):
     ch = grpc.insecure_channel("unix://" + sv.sock)
     try:
         yield (content_pb2_grpc.ContentStub(ch), snapshots_pb2_grpc.SnapshotsStub(ch),
-               diff_pb2_grpc.DiffStub(ch), [("containerd-namespace", sv.ns)])
+               diff_pb2_grpc.DiffStub(ch), held_metadata(sv))
     finally:
         ch.close()
 

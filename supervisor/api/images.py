@@ -3,12 +3,11 @@ events. Delete with ``sync`` runs garbage collection before it answers (when a c
 registered)."""
 from __future__ import annotations
 
-import asyncio
-
 from google.protobuf import empty_pb2
 
 from supervisor import filters
 from supervisor.api.common import namespace, rpc
+from supervisor.api.leases import collect_garbage
 from supervisor.errors import InvalidArgument
 from supervisor.events import timestamp
 from supervisor.gen.containerd.events import image_pb2 as ev
@@ -105,19 +104,8 @@ class Images(grpc_pb.ImagesServicer):
         ns = namespace(context)
         self.images.delete(ns, request.name)
         self.events.publish(ns, "/images/delete", ev.ImageDelete(name=request.name))
-        collector = self._collector()
-        if collector is not None:
-            if request.sync:
-                await asyncio.to_thread(collector.collect)
-            else:
-                collector.schedule()
+        await collect_garbage(self.services, request.sync)
         return empty_pb2.Empty()
-
-    def _collector(self):
-        try:
-            return self.services.get("gc")
-        except KeyError:
-            return None
 
 
 def register(server, services) -> None:

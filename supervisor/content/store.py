@@ -188,9 +188,10 @@ class ContentStore:
             if self._has(ns, expected):
                 raise AlreadyExists(f"content {expected}: already exists")
         key = self._key(ns, ref)
-        if key in self.locked:
-            raise Unavailable(f"ref {ref}: locked by another writer")
-        self.locked.add(key)
+        with self.store.lock:  # garbage collection sweeps ingests under the same lock
+            if key in self.locked:
+                raise Unavailable(f"ref {ref}: locked by another writer")
+            self.locked.add(key)
         try:
             if lease and self.leases is not None:
                 self.leases.add_resource(ns, lease, ref, "ingests")
