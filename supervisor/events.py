@@ -27,7 +27,8 @@ from google.protobuf import any_pb2
 
 from supervisor import filters
 from supervisor.errors import InvalidArgument
-from supervisor.gen.containerd.events import container_pb2, namespace_pb2, task_pb2
+from supervisor.gen.containerd.events import (container_pb2, content_pb2, image_pb2,
+                                              namespace_pb2, snapshot_pb2, task_pb2)
 from supervisor.gen.containerd.types import event_pb2
 
 QUEUE_MAX = 4096
@@ -37,7 +38,7 @@ _TOPIC = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
 
 # Message classes by type URL, for decoding event fields in filters.
 EVENT_TYPES = {}
-for _mod in (task_pb2, container_pb2, namespace_pb2):
+for _mod in (task_pb2, container_pb2, namespace_pb2, content_pb2, image_pb2, snapshot_pb2):
     for _msg in _mod.DESCRIPTOR.message_types_by_name.values():
         EVENT_TYPES[_msg.full_name] = getattr(_mod, _msg.name)
 
