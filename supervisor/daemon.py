@@ -34,9 +34,12 @@ class Config:
     root: str = DEFAULT_ROOT
     runtime: str = DEFAULT_RUNTIME
     runtime_root: str = ""
+    cni_conf_dir: str = ""   # network conflists (default ROOT/net.d)
+    cni_path: str = "/usr/lib/cni:/opt/cni/bin"
 
     def __post_init__(self):
         self.runtime_root = self.runtime_root or os.path.join(self.state, "runtime")
+        self.cni_conf_dir = self.cni_conf_dir or os.path.join(self.root, "net.d")
 
 
 class DaemonError(Exception):
@@ -91,8 +94,16 @@ class Daemon:
             config=config, uuid=_load_uuid(config.root), store=store, leases=Leases(store),
             events=events,
             tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
+        self._add_networks()
         self.server = None
         self.collector = None
+
+    def _add_networks(self) -> None:
+        from supervisor.network.manager import NetworkManager
+        networks = NetworkManager(self.config.state, self.config.cni_conf_dir,
+                                  [p for p in self.config.cni_path.split(":") if p])
+        self.services.add("networks", networks)
+        self.services.get("tasks").network = networks
 
     async def start(self) -> None:
         import grpc
@@ -180,10 +191,16 @@ def parse_args(argv=None) -> Config:
                     help="default OCI runtime binary, runc-compatible (default %(default)s)")
     ap.add_argument("--runtime-root", default="",
                     help="the runtime's --root, per namespace below it (default STATE/runtime)")
+    ap.add_argument("--cni-conf-dir", default="",
+                    help="CNI network configuration lists (default ROOT/net.d)")
+    ap.add_argument("--cni-path", default=Config.cni_path,
+                    help="directories of CNI plugins (default %(default)s)")
     args = ap.parse_args(argv)
     paths = [os.path.abspath(p) for p in (args.address, args.state, args.root)]
     runtime_root = os.path.abspath(args.runtime_root) if args.runtime_root else ""
-    return Config(paths[0], paths[1], paths[2], resolve_runtime(args.runtime), runtime_root)
+    return Config(paths[0], paths[1], paths[2], resolve_runtime(args.runtime), runtime_root,
+                  cni_conf_dir=os.path.abspath(args.cni_conf_dir) if args.cni_conf_dir else "",
+                  cni_path=args.cni_path)
 
 
 def main(argv=None) -> int:
