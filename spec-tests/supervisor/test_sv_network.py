@@ -281,3 +281,78 @@ def test_removal_leaves_nothing(netsv, sv_rootfs, containers):
                 or f" {ip} " in line]
     assert len(netsv.iptables_lines()) == rules_before
     assert netsv.conntrack_of(ip) == []
+
+
+def _json(text: str):
+    return json.loads(text)
+
+
+def test_ctl_networks_names_and_ports(netsv, sv_rootfs, containers):
+    """network create/ls/inspect/rm, run --network -p --hostname, inspect, port; two containers
+    on a user-defined network reach each other by name."""
+    net = "n" + secrets.token_hex(3)
+    subnet = f"10.77.{secrets.randbelow(200)}.0/24"
+    netid = netsv.ctl("network", "create", "--subnet", subnet, net).stdout.strip()
+    try:
+        assert re.fullmatch(r"[0-9a-f]{12}", netid)
+        assert net in netsv.ctl("network", "ls").stdout
+        srv, cli = netsv.id("srv"), netsv.id("cli")
+        containers.extend([srv, cli])
+        d = secrets.token_hex(4)
+        netsv.ctl("run", "-d", "--name", srv, "--network", net, "-p", "8080", "--hostname",
+                  "websrv", sv_rootfs, "sh", "-c",
+                  f"mkdir -p /tmp/{d} && echo by-name > /tmp/{d}/index.html && "
+                  f"exec httpd -f -p 8080 -h /tmp/{d}")
+        info = _json(netsv.ctl("inspect", srv).stdout)[0]["NetworkSettings"]
+        ip = info["IPAddress"]
+        assert ipaddress_in(ip, subnet) and info["Networks"][net]["IPAddress"] == ip
+        host_port = info["Ports"]["8080/tcp"][0]["HostPort"]
+        assert netsv.ctl("port", srv).stdout.strip() == f"8080/tcp -> 0.0.0.0:{host_port}"
+        inspected = _json(netsv.ctl("network", "inspect", net).stdout)[0]
+        assert inspected["IPAM"]["Config"][0]["Subnet"] == subnet
+        assert inspected["Containers"][srv]["IPv4Address"] == ip
+        res = netsv.ctl("run", "--rm", "--name", cli, "--network", net, sv_rootfs, "sh", "-c",
+                        f"for i in $(seq 60); do timeout 5 wget -q -O - http://{srv}:8080/ "
+                        "&& exit 0; sleep 0.5; done; exit 1", check=False, timeout=120)
+        assert res.returncode == 0 and "by-name" in res.stdout, res.stdout + res.stderr
+        res = netsv.ctl("run", "--rm", "--network", net, sv_rootfs, "sh", "-c",
+                        "timeout 5 wget -q -O - http://websrv:8080/", check=False)
+        assert "by-name" in res.stdout, res.stdout + res.stderr
+        body = wait_for(lambda: netsv.netns.run(
+            "timeout", "5", "busybox", "wget", "-q", "-O", "-",
+            f"http://127.0.0.1:{host_port}/", check=False), 60, step=0.3, what="published")
+        assert "by-name" in body
+        busy = netsv.ctl("network", "rm", net, check=False)
+        assert busy.returncode == 125 and "active endpoints" in busy.stderr
+    finally:
+        for cid in list(containers):
+            netsv.remove(cid)
+        containers.clear()
+        netsv.ctl("network", "rm", net, check=False)
+    assert net not in netsv.ctl("network", "ls").stdout
+    assert "pyr-" + netid[:10] not in netsv.netns.run("ip", "-o", "link")
+
+
+def ipaddress_in(ip: str, subnet: str) -> bool:
+    import ipaddress
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(subnet)
+
+
+def test_two_networks_are_isolated(netsv, sv_rootfs, containers):
+    a, b = "a" + secrets.token_hex(3), "b" + secrets.token_hex(3)
+    netsv.ctl("network", "create", a)
+    netsv.ctl("network", "create", b)
+    try:
+        srv = server(netsv, sv_rootfs, containers, "only-a", {NET: a})
+        ip = netsv.ip_of(srv)
+        code, out = fetch(netsv, sv_rootfs, containers, f"http://{ip}/", {NET: a})
+        assert code == 0 and "only-a" in out
+        for other in (b, "bridge"):
+            code, out = fetch(netsv, sv_rootfs, containers, f"http://{ip}/", {NET: other},
+                              tries=2)
+            assert code != 0 and "only-a" not in out, (other, out)
+    finally:
+        for cid in list(containers):
+            netsv.remove(cid)
+        containers.clear()
+        netsv.ctl("network", "rm", a, b, check=False)

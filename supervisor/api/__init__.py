@@ -7,3 +7,5 @@ def register(server, services) -> None:
     from supervisor.api import containers, events, leases, meta, namespaces, tasks
     for mod in (meta, namespaces, containers, tasks, events, leases):
         mod.register(server, services)
+    from supervisor.api import networks
+    networks.register(server, services)

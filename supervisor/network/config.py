@@ -175,7 +175,8 @@ class Configs:
 
     def create(self, name: str, subnet: str = "", gateway: str = "", options=None,
                labels=None, routes=()) -> dict:
-        check_name(name) if name != DEFAULT_NETWORK else None
+        if name != DEFAULT_NETWORK:
+            check_name(name)
         existing = self.all()
         if name in existing:
             raise AlreadyExists(f"network with name {name} already exists")
