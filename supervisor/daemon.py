@@ -36,6 +36,7 @@ class Config:
     runtime_root: str = ""
     cni_conf_dir: str = ""   # network conflists (default ROOT/net.d)
     cni_path: str = "/usr/lib/cni:/opt/cni/bin"
+    cni_timeout: float = 60.0
 
     def __post_init__(self):
         self.runtime_root = self.runtime_root or os.path.join(self.state, "runtime")
@@ -101,7 +102,8 @@ class Daemon:
     def _add_networks(self) -> None:
         from supervisor.network.manager import NetworkManager
         networks = NetworkManager(self.config.state, self.config.cni_conf_dir,
-                                  [p for p in self.config.cni_path.split(":") if p])
+                                  [p for p in self.config.cni_path.split(":") if p],
+                                  self.config.cni_timeout)
         self.services.add("networks", networks)
         self.services.get("tasks").network = networks
 
@@ -195,12 +197,14 @@ def parse_args(argv=None) -> Config:
                     help="CNI network configuration lists (default ROOT/net.d)")
     ap.add_argument("--cni-path", default=Config.cni_path,
                     help="directories of CNI plugins (default %(default)s)")
+    ap.add_argument("--cni-timeout", type=float, default=Config.cni_timeout,
+                    help="seconds a CNI plugin may take (default %(default)s)")
     args = ap.parse_args(argv)
     paths = [os.path.abspath(p) for p in (args.address, args.state, args.root)]
     runtime_root = os.path.abspath(args.runtime_root) if args.runtime_root else ""
     return Config(paths[0], paths[1], paths[2], resolve_runtime(args.runtime), runtime_root,
                   cni_conf_dir=os.path.abspath(args.cni_conf_dir) if args.cni_conf_dir else "",
-                  cni_path=args.cni_path)
+                  cni_path=args.cni_path, cni_timeout=args.cni_timeout)
 
 
 def main(argv=None) -> int:
