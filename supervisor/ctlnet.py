@@ -7,8 +7,10 @@
     pyrunc-ctl port CONTAINER
 
 ``run`` turns its options into the container's labels (``io.pyrunc.network``...), which the
-supervisor reads at task create (docs/network.md); the default network is ``bridge``, as with
-docker. Network management goes through pyrunc's own gRPC service (pyrunc.network.v1.Networks).
+supervisor reads at task create (docs/network.md). Unlike docker, a container gets a network only
+when it asks for one (``--network``, or ``-p``, which means the ``bridge`` network): a
+``pyrunc-ctl run`` on a host never makes a bridge or firewall rules there unasked. Network
+management goes through pyrunc's own gRPC service (pyrunc.network.v1.Networks).
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from supervisor.network.manager import LABEL, LABEL_DNS, LABEL_PORTS
 
 
 def add_run_options(p) -> None:
-    p.add_argument("--network", "--net", default=os.environ.get("PYRUNC_CTL_NETWORK", "bridge"),
-                   help="NAME, host, none or container:ID (default bridge; "
-                   "$PYRUNC_CTL_NETWORK; empty: the spec's own namespaces, no network)")
+    p.add_argument("--network", "--net", default=os.environ.get("PYRUNC_CTL_NETWORK", ""),
+                   help="NAME (bridge: the default network), host, none or container:ID; "
+                   "without it a container has a namespace of its own with loopback only, "
+                   "unless -p asks for the bridge network ($PYRUNC_CTL_NETWORK sets a default)")
     p.add_argument("-p", "--publish", action="append", default=[],
                    help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]")
     p.add_argument("--dns", action="append", default=[], help="a resolver for /etc/resolv.conf")
@@ -48,12 +51,13 @@ def add_parsers(sub) -> None:
 
 def run_labels(a) -> dict:
     """The labels ``run``'s network options become."""
-    if not a.network:
-        if a.publish or a.dns:
+    network = a.network or ("bridge" if a.publish else "")
+    if not network:
+        if a.dns:
             from supervisor.ctl import CtlError
-            raise CtlError("-p and --dns need a network (--network)")
+            raise CtlError("--dns needs a network (--network)")
         return {}
-    labels = {LABEL: a.network}
+    labels = {LABEL: network}
     if a.publish:
         labels[LABEL_PORTS] = ",".join(a.publish)
     if a.dns:

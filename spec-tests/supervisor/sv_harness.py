@@ -201,8 +201,7 @@ class Supervisor:
 
     def ctl(self, *args, check: bool = True, timeout: float = 60, input=None, env=None):
         environ = dict(os.environ, PYRUNC_SUPERVISOR_ADDRESS=self.sock, PYRUNC_NAMESPACE=self.ns,
-                       PYRUNC_CTL_LOG_DIR=os.path.join(self.base, "logs"),
-                       PYRUNC_CTL_NETWORK="")  # no CNI network unless a test asks for one
+                       PYRUNC_CTL_LOG_DIR=os.path.join(self.base, "logs"))
         environ.update(env or {})
         cmd = [PYTHON, "-m", "supervisor.ctl", *args]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
