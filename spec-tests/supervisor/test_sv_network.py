@@ -269,7 +269,18 @@ def test_published_port_reachable_from_the_namespace_loopback(netsv, sv_rootfs, 
     assert code == 0 and "hello-port" in out, out
 
 
+def warm_up(netsv, rootfs) -> None:
+    """One container with a published port, run and removed: the chains portmap and firewall
+    share between containers exist from then on (they are made once, never per container)."""
+    cid = netsv.run_container(rootfs, ["true"], {NET: "bridge", PORTS: "80"})
+    try:
+        assert netsv.client().wait(cid, timeout=120) == 0
+    finally:
+        netsv.remove(cid)
+
+
 def test_removal_leaves_nothing(netsv, sv_rootfs, containers):
+    warm_up(netsv, sv_rootfs)
     before = netsv.leftovers()
     rules_before = len(netsv.iptables_lines())
     srv = server(netsv, sv_rootfs, containers, "bye", {NET: "bridge", PORTS: "8080"}, port=8080)
@@ -278,6 +289,7 @@ def test_removal_leaves_nothing(netsv, sv_rootfs, containers):
     assert code == 0 and "bye" in out
     assert netsv.leftovers() != before  # the count sees them while they exist
     assert any(ip in line for line in netsv.iptables_lines())
+    assert netsv.conntrack_of(ip)  # the fetch left entries (TIME_WAIT) to be flushed
     for cid in list(containers):
         netsv.remove(cid)
     containers.clear()
@@ -568,3 +580,76 @@ def test_rapid_run_rm_loops_leak_nothing(netsv, sv_rootfs):
         cycle(i + 1)
     assert netsv.leftovers() == before
     assert len(netsv.iptables_lines()) == rules
+
+
+def test_modes_none_host_container_and_no_label(netsv, sv_rootfs, containers):
+    def links_of(cid):
+        code, out = netsv.finish(cid)
+        assert code == 0, out
+        return sorted(re.findall(r"^\d+: ([^:@]+)", out, re.M))
+    show = ["ip", "-o", "link", "show"]
+    for labels in ({NET: "none"}, {}):  # no label: the spec's own namespace, untouched
+        cid = netsv.run_container(sv_rootfs, show, labels)
+        containers.append(cid)
+        assert links_of(cid) == ["lo"]
+    assert netsv.ctl("inspect", cid).stdout.count("NetworkSettings") == 0
+    cid = netsv.run_container(sv_rootfs, show, {NET: "host"})
+    containers.append(cid)
+    assert links_of(cid) == sorted(re.findall(r"^\d+: ([^:@]+)", netsv.netns.run(*show), re.M))
+    srv = server(netsv, sv_rootfs, containers, "shared-loopback", {NET: "bridge"})
+    ip = netsv.ip_of(srv)
+    code, out = fetch(netsv, sv_rootfs, containers, "http://127.0.0.1/",
+                      {NET: f"container:{srv}"})
+    assert code == 0 and "shared-loopback" in out
+    joined = netsv.run_container(sv_rootfs, ["sh", "-c", "ip -o -4 addr show eth0; hostname"],
+                                 {NET: f"container:{srv}"})
+    containers.append(joined)
+    code, out = netsv.finish(joined)
+    assert code == 0 and f"inet {ip}/" in out
+    code, msg = _create_fails(netsv, sv_rootfs, {NET: "container:nosuch"}, containers)
+    assert code == grpc.StatusCode.NOT_FOUND and "nosuch" in msg
+
+
+def test_ctr_run_with_a_label_and_cni_check(netsv, sv_rootfs):
+    """Unmodified ctr asks for a network with --label; Check runs CNI CHECK on demand and fails
+    once the container's veth is gone."""
+    from supervisor.gen.pyrunc.network.v1 import network_pb2 as npb, network_pb2_grpc
+    cid = netsv.id("ctr")
+    netsv.ctr("run", "-d", "--label", f"{NET}=bridge", "--rootfs", sv_rootfs, cid, "sh", "-c",
+              "ip -o -4 addr show eth0 > /tmp/" + cid + "; exec sleep 600")
+    try:
+        stub = network_pb2_grpc.NetworksStub(netsv.client().channel)
+        md = [("containerd-namespace", netsv.ns)]
+        att = wait_for(lambda: _attachment(stub, npb, cid, md), 60, what="attachment")
+        assert att.network == "bridge" and att.ips
+        out = wait_for(lambda: _read(os.path.join(sv_rootfs, "tmp", cid)), 60,
+                       what="the container's address")
+        assert f"inet {att.ips[0]}/" in out
+        stub.Check(npb.AttachmentRequest(container_id=cid), metadata=md)
+        # the container's eth0 goes (and with it the veth's host end)
+        subprocess.run(["nsenter", f"--net={att.netns}", "ip", "link", "del", "eth0"],
+                       check=True)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Check(npb.AttachmentRequest(container_id=cid), metadata=md)
+        assert "CNI plugin" in exc.value.details()
+    finally:
+        netsv.remove(cid)
+        try:
+            os.unlink(os.path.join(sv_rootfs, "tmp", cid))
+        except FileNotFoundError:
+            pass
+
+
+def _attachment(stub, npb, cid, md):
+    try:
+        return stub.Attachment(npb.AttachmentRequest(container_id=cid), metadata=md)
+    except grpc.RpcError:
+        return None
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
