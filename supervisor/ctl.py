@@ -5,6 +5,8 @@
     pyrunc-ctl ps [-a] | logs [-f] C | exec [-t] [-i] [-d] C CMD... | kill [-s SIG] C
     pyrunc-ctl stop [-t SECS] C... | rm [-f] C... | pause C | resume C | inspect C
     pyrunc-ctl events [FILTER...] | stats [C...]
+    pyrunc-ctl network create|ls|inspect|rm ... | port C   (and run --network -p --dns
+               --hostname: see ctlnet.py)
 
 It speaks the containerd API, so a container made here is an ordinary container for ctr as well
 (same namespace, default ``default``). A detached container (-d) writes its output to a log file
@@ -27,7 +29,7 @@ import time
 
 import grpc
 
-from supervisor import spec as specmod, version
+from supervisor import ctlnet, spec as specmod, version
 from supervisor.client import PROCESS_URL, Client, json_any
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
@@ -75,7 +77,7 @@ class Ctl:
     def cmd_run(self, a) -> int:
         name = a.name or secrets.token_hex(6)
         spec = self._build_spec(a, name)
-        labels = {}
+        labels = ctlnet.run_labels(a)
         log = ""
         if a.detach:
             log = os.path.join(os.path.abspath(a.log_dir), self.args.namespace, name + ".log")
@@ -99,8 +101,9 @@ class Ctl:
         try:
             if os.path.isfile(os.path.join(a.image, "config.json")):
                 spec = specmod.load_bundle(a.image)
+                spec["hostname"] = a.hostname or spec.get("hostname") or name
             elif os.path.isdir(a.image):
-                spec = specmod.default_spec(a.image, a.command, name)
+                spec = specmod.default_spec(a.image, a.command, a.hostname or name)
             else:
                 raise CtlError(f"{a.image}: neither a rootfs directory nor a bundle")
             return specmod.apply_options(spec, args=a.command, env=a.env, user=a.user,
@@ -240,6 +243,9 @@ class Ctl:
             c = self.container(name)
             info = {"id": c.id, "labels": dict(c.labels), "runtime": c.runtime.name,
                     "created": c.created_at.ToJsonString(), "spec": json.loads(c.spec.value)}
+            network = ctlnet.network_settings(self, name)
+            if network is not None:
+                info["NetworkSettings"] = network
             task = self.task(name)
             if task is not None:
                 info["task"] = json_format.MessageToDict(task, preserving_proto_field_name=True)
@@ -382,6 +388,12 @@ class Ctl:
             except FileNotFoundError:
                 pass
 
+    def cmd_network(self, a) -> int:
+        return ctlnet.cmd_network(self, a)
+
+    def cmd_port(self, a) -> int:
+        return ctlnet.cmd_port(self, a)
+
     def cmd_pause(self, a) -> int:
         self._require_task(a.container)
         self.client.tasks.Pause(self.tpb.PauseTaskRequest(container_id=a.container))
@@ -453,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("--runtime", default="", help="OCI runtime binary for this container")
     p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
+    ctlnet.add_run_options(p)
     p.add_argument("image", metavar="ROOTFS|BUNDLE")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p = add("exec", help="run a command in a running container")
@@ -478,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("inspect", help="show a container as JSON").add_argument("containers", nargs="+")
     add("events", help="print events").add_argument("filters", nargs="*")
     add("stats", help="resource usage").add_argument("containers", nargs="*")
+    ctlnet.add_parsers(sub)
     return ap
 
 
