@@ -17,10 +17,6 @@ from __future__ import annotations
 import json
 import os
 
-import grpc
-
-from supervisor.network.manager import LABEL, LABEL_DNS, LABEL_PORTS
-
 
 def add_run_options(p) -> None:
     p.add_argument("--network", "--net", default=os.environ.get("PYRUNC_CTL_NETWORK", ""),
@@ -30,11 +26,16 @@ def add_run_options(p) -> None:
     p.add_argument("-p", "--publish", action="append", default=[],
                    help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]")
     p.add_argument("--dns", action="append", default=[], help="a resolver for /etc/resolv.conf")
-    p.add_argument("--hostname", default="", help="the container's host name (default: its name, 12 characters)")
 
 
-def add_parsers(sub) -> None:
-    p = sub.add_parser("network", help="manage networks")
+def add_commands(table: dict) -> None:
+    """ctl's command table: ``network`` (with its subcommands) and ``port``."""
+    table["network"] = ("manage networks", _setup_network, "supervisor.ctlnet:cmd_network")
+    table["port"] = ("a container's published ports",
+                     lambda p: p.add_argument("container"), "supervisor.ctlnet:cmd_port")
+
+
+def _setup_network(p) -> None:
     nsub = p.add_subparsers(dest="net_cmd", required=True)
     c = nsub.add_parser("create", help="create a bridge network")
     c.add_argument("--subnet", default="")
@@ -46,11 +47,11 @@ def add_parsers(sub) -> None:
     nsub.add_parser("ls", help="list networks")
     nsub.add_parser("inspect", help="networks as JSON").add_argument("names", nargs="+")
     nsub.add_parser("rm", help="remove networks").add_argument("names", nargs="+")
-    sub.add_parser("port", help="a container's published ports").add_argument("container")
 
 
 def run_labels(a) -> dict:
-    """The labels ``run``'s network options become."""
+    """The labels ``run``'s network options become (read by the supervisor at task create)."""
+    from supervisor.network.manager import LABEL, LABEL_DNS, LABEL_PORTS
     network = a.network or ("bridge" if a.publish else "")
     if not network:
         if a.dns:
@@ -78,6 +79,8 @@ def _pairs(items, what: str) -> dict:
 
 class Networks:
     def __init__(self, ctl):
+        import grpc
+        self.grpc = grpc
         from supervisor.gen.pyrunc.network.v1 import network_pb2, network_pb2_grpc
         self.ctl = ctl
         self.pb = network_pb2
@@ -88,8 +91,8 @@ class Networks:
         try:
             return self.stub.Attachment(self.pb.AttachmentRequest(container_id=cid),
                                         metadata=self.md)
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except self.grpc.RpcError as e:
+            if e.code() == self.grpc.StatusCode.NOT_FOUND:
                 return None
             raise
 
@@ -97,8 +100,8 @@ class Networks:
         from supervisor.ctl import CtlError
         try:
             return self.stub.Get(self.pb.GetNetworkRequest(name=name)).network
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except self.grpc.RpcError as e:
+            if e.code() == self.grpc.StatusCode.NOT_FOUND:
                 raise CtlError(f"network {name} not found") from None
             raise
 
@@ -159,8 +162,7 @@ def network_settings(ctl, cid: str) -> dict | None:
 
 def cmd_port(ctl, a) -> int:
     from supervisor.ctl import CtlError
-    ctl.container(a.container)
-    att = Networks(ctl).attachment(a.container)
+    att = Networks(ctl).attachment(ctl.container(a.container).id)
     if att is None:
         raise CtlError(f"container {a.container} has no network")
     for m in att.ports:
