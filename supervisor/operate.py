@@ -36,7 +36,6 @@ class Operations:
         if self.settings["metrics.address"]:
             from supervisor.exporter import Exporter
             self.exporter = Exporter(self.settings["metrics.address"], services)
-        self.event_log: asyncio.Task | None = None
         self.shim_log: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -49,7 +48,7 @@ class Operations:
         self.loop = asyncio.get_running_loop()
         if self.exporter is not None:
             await self.exporter.start()
-        self.event_log = self.loop.create_task(self._log_events())
+        self.services.get("events").observe(self._log_event)
         self.shim_log = self.loop.create_task(self._follow_shim_log(
             os.path.join(self.services.get("config").state, "shim.log")))
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -57,20 +56,17 @@ class Operations:
     async def stop(self) -> None:
         if self.loop is not None:
             self.loop.remove_signal_handler(signal.SIGHUP)
-        for task in (self.event_log, self.shim_log):
-            if task is not None:
-                task.cancel()
+        if self.shim_log is not None:
+            self.shim_log.cancel()
         if self.exporter is not None:
             await self.exporter.stop()
 
     # -- the event log ----------------------------------------------------------------------------
-    async def _log_events(self) -> None:
-        from supervisor import filters
-        exchange = self.services.get("events")
-        while True:  # a subscription cut off for falling behind is renewed
-            async for env in exchange.subscribe(filters.parse([])):
-                if log.enabled("info"):
-                    log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
+    @staticmethod
+    def _log_event(env) -> None:
+        """An observer of the exchange (not a subscriber: it must not take a held exit)."""
+        if log.enabled("info"):
+            log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
 
     # -- the shims' log ---------------------------------------------------------------------------
     async def _follow_shim_log(self, path: str) -> None:
