@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from pyrunc.linux.fds import closing
 from supervisor.shim import states, stdio
 from supervisor.shim.runtime import Reaper, Runtime, RuntimeError_, exit_code
 from supervisor.shim.states import ShimError
@@ -32,18 +33,12 @@ def write_record_durably(path: str, record: dict) -> None:
     text = "{" + ", ".join(f'"{k}": {float(v) if isinstance(v, float) else int(v)}'
                            for k, v in record.items()) + "}"
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
+    with closing(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)) as fd:
         os.write(fd, text.encode())
         os.fsync(fd)
-    finally:
-        os.close(fd)
     os.rename(tmp, path)
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    with closing(os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)) as d:
+        os.fsync(d)
 
 
 class Process:
