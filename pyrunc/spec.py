@@ -13,9 +13,10 @@ Unknown fields are ignored, as the spec requires.  Every error names the field's
 
 One rule, one place: the parser checks only what it needs to build the records (types, for an
 exec's process file that no schema has seen); rules of meaning — duplicate namespaces or
-rlimits, id mappings without a user namespace, time offsets without a time namespace — are
-:mod:`pyrunc.validate`'s alone, which every document passes before it is parsed (``exec
---process`` files through ``validate.validate_process``).
+rlimits, id mappings without a user namespace, time offsets without a time namespace or with
+an unknown clock, the oomScoreAdj range — are :mod:`pyrunc.validate`'s alone, which every
+document passes before it is parsed (``exec --process`` files through
+``validate.validate_process``).
 """
 
 from pyrunc.linux import os
@@ -311,7 +312,7 @@ def parse_process(doc: dict, path: str = "process") -> Process:
         proc.rlimits.append(Rlimit(rtype, _req_int(rl, "soft", f"{where}.soft", 0, 2**64 - 1),
                                    _req_int(rl, "hard", f"{where}.hard", 0, 2**64 - 1)))
     proc.no_new_privileges = _bool(doc, "noNewPrivileges", f"{path}.noNewPrivileges")
-    proc.oom_score_adj = _int(doc, "oomScoreAdj", f"{path}.oomScoreAdj", None, -1000, 1000)
+    proc.oom_score_adj = _int(doc, "oomScoreAdj", f"{path}.oomScoreAdj")
     proc.apparmor_profile = _str(doc, "apparmorProfile", f"{path}.apparmorProfile")
     proc.selinux_label = _str(doc, "selinuxLabel", f"{path}.selinuxLabel")
     proc.scheduler = doc.get("scheduler")
@@ -380,8 +381,6 @@ def _linux(doc: dict) -> Linux:
     linux.gid_mappings = _idmaps(lx, "gidMappings", "linux.gidMappings")
     for clock, off in _obj(lx, "timeOffsets", "linux.timeOffsets").items():
         where = f"linux.timeOffsets.{clock}"
-        if clock not in ("monotonic", "boottime"):
-            _fail(where, "clock must be monotonic or boottime")
         if not isinstance(off, dict):
             _fail(where, "must be an object")
         linux.time_offsets[clock] = (_int(off, "secs", f"{where}.secs", 0, -2**63, 2**63 - 1),
