@@ -18,8 +18,6 @@ from __future__ import annotations
 import os
 import time
 
-from pyrunc.linux.fds import Fds
-
 
 class RuntimeError_(Exception):
     """The runtime binary failed; the message is its own last error line."""
@@ -86,22 +84,17 @@ class Runtime:
     def run(self, args: list[str], stdio: tuple[int, int, int] | None = None,
             capture: bool = False) -> str:
         """Run the runtime; return its stdout if capture. Raise RuntimeError_ on failure."""
-        out_r = err_r = None
-        with Fds() as fds:
-            write_ends = []
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        out_r = out_w = err_r = err_w = None
+        try:
             if stdio is None:
-                null = fds.add(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
-                out_w = null
                 if capture:
-                    out_r, out_w = fds.pair(os.pipe2(os.O_CLOEXEC))
-                    write_ends.append(out_w)
-                err_r, err_w = fds.pair(os.pipe2(os.O_CLOEXEC))
-                write_ends.append(err_w)
-                stdio = (null, out_w, err_w)
+                    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                stdio = (null, out_w if capture else null, err_w)
             before = _size(self.log)
             pid = self._spawn(self.argv(args), stdio)
-            for fd in write_ends:
-                fds.close(fd)  # the runtime has its copies: EOF comes when it is done
+            out_w, err_w = _close(out_w), _close(err_w)  # the runtime has its copies: EOF at its end
             if self.reactor is None:
                 out = _read_all(out_r) if out_r is not None else b""
                 err = b""
@@ -109,6 +102,9 @@ class Runtime:
                 out, err = self._serve_until_exit(pid, out_r, err_r)
             status = self.reaper.wait_for(pid)
             err += _read_all(err_r, block=False) if err_r is not None else b""
+        finally:
+            for fd in (null, out_r, out_w, err_r, err_w):
+                _close(fd)
         if status != 0:
             raise RuntimeError_(self._error(before, err, status, args[0]))
         return out.decode(errors="replace")
@@ -167,6 +163,11 @@ class Runtime:
         if not msg:
             msg = f"{os.path.basename(self.binary)} {cmd} exited with status {exit_code(status)}"
         return msg
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def _size(path: str) -> int:

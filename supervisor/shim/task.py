@@ -15,7 +15,6 @@ import os
 import sys
 import time
 
-from pyrunc.linux.fds import closing
 from supervisor.shim import states, stdio
 from supervisor.shim.runtime import Reaper, Runtime, RuntimeError_, exit_code
 from supervisor.shim.states import ShimError
@@ -33,12 +32,18 @@ def write_record_durably(path: str, record: dict) -> None:
     text = "{" + ", ".join(f'"{k}": {float(v) if isinstance(v, float) else int(v)}'
                            for k, v in record.items()) + "}"
     tmp = path + ".tmp"
-    with closing(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)) as fd:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
         os.write(fd, text.encode())
         os.fsync(fd)
+    finally:
+        os.close(fd)
     os.rename(tmp, path)
-    with closing(os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)) as d:
-        os.fsync(d)
+    dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 class Process:
