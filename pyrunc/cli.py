@@ -12,11 +12,10 @@ Each command's module is imported only when that command runs.  Errors print one
 import sys
 
 from pyrunc.linux import os
-from pyrunc import log
+from pyrunc import SPEC_VERSION, log
 from pyrunc.errors import PyruncError
 
 VERSION = "0.1.0"
-SPEC_VERSION = "1.3.0"
 
 # Flag kinds: bool, str, int, list (repeatable).
 GLOBAL_FLAGS = {

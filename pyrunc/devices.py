@@ -15,6 +15,7 @@ import stat
 from pyrunc.linux import os
 from pyrunc.errors import SetupError
 from pyrunc.linux import inroot
+from pyrunc.linux.fds import closing
 from pyrunc.linux import sys as k
 from pyrunc.spec import Device
 
@@ -89,19 +90,14 @@ def _bind_host_node(rootfd: int, parent: int, name: str, dev: Device) -> None:
         src = os.open(dev.path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
         raise SetupError(f"device {dev.path}: cannot bind from the host: {err.strerror}") from None
-    try:
+    with closing(src):
         if not _matches(os.fstat(src), dev):
             raise SetupError(f"device {dev.path}: the host's node is not {dev.major}:{dev.minor}")
-        fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=parent)
-        os.close(fd)
-        target = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        try:
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        with closing(os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=parent)) as target:
             k.mount(inroot.fd_path(src), inroot.fd_path(target), None, k.MS_BIND)
-        finally:
-            os.close(target)
-    finally:
-        os.close(src)
 
 
 def create_links(rootfd: int) -> None:

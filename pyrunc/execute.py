@@ -69,6 +69,8 @@ def build_process(c, opts: ExecOptions):
     if opts.process_file:
         doc = _read_process_file(opts.process_file)
         proc = speclib.parse_process(doc, "process")
+        from pyrunc import validate
+        validate.validate_process(doc, f"exec: --process {opts.process_file}")
     else:
         if not opts.args:
             raise ConfigError("exec: the command to run is required (or --process FILE)")
@@ -288,7 +290,7 @@ def _abort(child: int, pid: int | None) -> None:
 
 def _join(c, proc, pidfd: int, ch, extra_fds: int) -> None:
     """Enter the container and fork the process.  Never returns."""
-    from pyrunc.init import close_inherited
+    from pyrunc.init import close_inherited, seal_imports
     from pyrunc.linux import sys as k
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
@@ -309,6 +311,7 @@ def _join(c, proc, pidfd: int, ch, extra_fds: int) -> None:
             raise SetupError(f"join the container's namespaces: {err.strerror} "
                              "(has it just exited?)") from None
         os.close(pidfd)
+        seal_imports("setns")
         if sync.fork_reporting_pid(ch) == 0:
             _process(proc, ch, affinity)
         os._exit(0)

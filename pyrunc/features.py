@@ -4,13 +4,13 @@ Determined by the code, not by the host, as the spec asks; seccomp is reported a
 (by design: a config with ``linux.seccomp`` runs with a warning).
 """
 
-from pyrunc import capabilities, jsonio, mounts, namespaces, validate
+from pyrunc import SPEC_VERSION, capabilities, jsonio, mounts, namespaces, validate
 
 
 def features() -> dict:
     return {
         "ociVersionMin": validate.OCI_VERSION_MIN,
-        "ociVersionMax": validate.SPEC_VERSION,
+        "ociVersionMax": SPEC_VERSION,
         "hooks": list(validate.HOOKS),
         "mountOptions": list(mounts.KNOWN),
         "linux": {

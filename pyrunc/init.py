@@ -2,8 +2,11 @@
 
 Both are forked from ``pyrunc create``; neither ever returns into the parent's code — every path
 ends in ``os._exit`` or ``execve``.  Every module the init needs is imported before pivot_root:
-afterwards the host's Python library is out of sight.  Errors travel back to the parent over the setup channel
-(:mod:`pyrunc.sync`) until the init reports READY; after that, over exec.fifo to ``pyrunc start``.
+afterwards the host's Python library is out of sight.  In debug and test runs (``--debug``, or
+``PYRUNC_CHECK_IMPORTS=1`` in the environment) :func:`seal_imports` enforces that rule: an import
+after the root changed fails the create, naming the module.  Errors travel back to the parent
+over the setup channel (:mod:`pyrunc.sync`) until the init reports READY; after that, over
+exec.fifo to ``pyrunc start``.
 
 The init's sequence, and why in this order:
 
@@ -29,7 +32,7 @@ The init's sequence, and why in this order:
 """
 
 from pyrunc.linux import os
-from pyrunc import jsonio, log, namespaces, sync
+from pyrunc import SPEC_VERSION, jsonio, log, namespaces, sync
 from pyrunc.errors import describe
 from pyrunc.linux import sys as k
 from pyrunc.record import field, record
@@ -206,6 +209,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         # (without hooks, pivot_root and the masked and read-only paths need no cgroup: they
         # go on while the parent's move into it may still wait for the kernel)
         rootfs.enter(rootfd, ctx.no_pivot)
+        seal_imports("chroot" if ctx.no_pivot else "pivot_root")
         log.debug("init: pivoted")
         os.close(rootfd)
         rootfs.finish(spec)
@@ -231,6 +235,34 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         os._exit(1)
     os.close(ctx.state_dir)
     exec_process(ctx, fifo, exe, env)
+
+
+CHECK_IMPORTS = "PYRUNC_CHECK_IMPORTS"
+
+
+def seal_imports(where: str) -> None:
+    """From now on, any import that would load a module fails (debug and test runs only).
+
+    After pivot_root (or chroot, or joining a container's mount namespace) the host's Python
+    library is out of sight: a module not loaded by then cannot be loaded, or worse, would be
+    loaded from the container's files.  An audit hook sees each ``import`` event, which the
+    interpreter raises only when a module is not in ``sys.modules`` yet, and turns it into an
+    ImportError naming the module; the init reports it like any other failure.  Off (one
+    environment lookup) in normal runs: the hot path pays nothing.  ``PYRUNC_CHECK_IMPORTS=probe``
+    also imports a module right away, so that a test can see the check fire in a real init.
+    """
+    mode = os.getenv(CHECK_IMPORTS, "")
+    if not mode and not log.debugging():
+        return
+    import sys
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "import":
+            raise ImportError(f"import of {args[0]} after {where}: every module the container's "
+                              "process needs must be imported before the root changes")
+    sys.addaudithook(hook)
+    if mode == "probe":
+        import colorsys  # noqa: F401 - never loaded by pyrunc: the check must refuse it
 
 
 def _join_v1_hierarchies(tasks_fds: list[int]) -> None:
@@ -327,7 +359,7 @@ def _environment(proc, ctx: Context) -> list[str]:
 
 
 def _state(ctx: Context, status: str) -> str:
-    state = {"ociVersion": "1.3.0", "id": ctx.container_id, "status": status,
+    state = {"ociVersion": SPEC_VERSION, "id": ctx.container_id, "status": status,
              "pid": os.getpid(), "bundle": ctx.bundle}
     if ctx.spec.annotations:
         state["annotations"] = ctx.spec.annotations

@@ -61,6 +61,11 @@ def _emit(level: str, msg: str) -> None:
 _t0 = time.monotonic()
 
 
+def debugging() -> bool:
+    """Is --debug on?"""
+    return _debug
+
+
 def debug(msg: str) -> None:
     if _debug:
         _emit("debug", f"[{os.getpid()} +{(time.monotonic() - _t0) * 1000:.1f}ms] {msg}")

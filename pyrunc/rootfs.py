@@ -26,6 +26,7 @@ from pyrunc.linux import os
 from pyrunc import devices, mounts
 from pyrunc.errors import SetupError
 from pyrunc.linux import inroot
+from pyrunc.linux.fds import closing
 from pyrunc.linux import sys as k
 
 _ROOT_PROPAGATION = {
@@ -306,27 +307,19 @@ def _copy_tree(src: int, dst: int) -> None:
         name = entry.name
         if stat.S_ISDIR(st.st_mode):
             os.mkdir(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
-            s = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=src)
-            d = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=dst)
-            try:
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            with closing(os.open(name, flags, dir_fd=src)) as s, \
+                    closing(os.open(name, flags, dir_fd=dst)) as d:
                 _copy_tree(s, d)
-            finally:
-                os.close(s)
-                os.close(d)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
         elif stat.S_ISREG(st.st_mode):
-            s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
-            d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        stat.S_IMODE(st.st_mode), dir_fd=dst)
-            try:
+            with closing(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 dir_fd=src)) as s, \
+                    closing(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                    | os.O_CLOEXEC, stat.S_IMODE(st.st_mode), dir_fd=dst)) as d:
                 while os.sendfile(d, s, None, 1 << 20):
                     pass
-            finally:
-                os.close(s)
-                os.close(d)
         else:
             continue
         os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
@@ -411,22 +404,13 @@ def cgroup_dirs() -> dict[str, str]:
 
 
 def _bind_cgroup(rootfd: int, source: str, dest: str, ro: bool) -> None:
-    src = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        target = inroot.mkdir_all(rootfd, dest)
-        try:
-            k.mount(inroot.fd_path(src), inroot.fd_path(target), None, k.MS_BIND | k.MS_REC)
-        finally:
-            os.close(target)
-    finally:
-        os.close(src)
-    fd = inroot.open_in_root(rootfd, dest)
-    try:
+    with closing(os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as src, \
+            closing(inroot.mkdir_all(rootfd, dest)) as target:
+        k.mount(inroot.fd_path(src), inroot.fd_path(target), None, k.MS_BIND | k.MS_REC)
+    with closing(inroot.open_in_root(rootfd, dest)) as fd:
         k.mount_setattr(fd, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE,
                         mounts.ATTR_NOSUID | mounts.ATTR_NODEV | mounts.ATTR_NOEXEC
                         | (mounts.ATTR_RDONLY if ro else 0))
-    finally:
-        os.close(fd)
 
 
 def _default_dev_mounts(rootfd: int, spec) -> None:

@@ -1,4 +1,4 @@
-"""config.json → typed dataclasses, parsed once.
+"""config.json → typed records (``@record``, :mod:`pyrunc.record`), parsed once.
 
 ``parse_config(data, bundle)`` takes the bytes of ``<bundle>/config.json`` (read once, by
 :mod:`pyrunc.launch`), checks them against the project's schema and semantic rules
@@ -10,6 +10,13 @@ config.json (which the caller may change after create).
 
 Unknown fields are ignored, as the spec requires.  Every error names the field's path:
 ``config.json: process.args: must be a non-empty array of strings``.
+
+One rule, one place: the parser checks only what it needs to build the records (types, for an
+exec's process file that no schema has seen); rules of meaning — duplicate namespaces or
+rlimits, id mappings without a user namespace, time offsets without a time namespace or with
+an unknown clock, the oomScoreAdj range — are :mod:`pyrunc.validate`'s alone, which every
+document passes before it is parsed (``exec --process`` files through
+``validate.validate_process``).
 """
 
 from pyrunc.linux import os
@@ -299,17 +306,13 @@ def parse_process(doc: dict, path: str = "process") -> Process:
         proc.capabilities = Capabilities(
             **{name: _strings(caps, name, f"{path}.capabilities.{name}")
                for name in ("bounding", "effective", "permitted", "inheritable", "ambient")})
-    seen = set()
     for i, rl in _objects(doc, "rlimits", f"{path}.rlimits"):
         where = f"{path}.rlimits[{i}]"
         rtype = _str(rl, "type", f"{where}.type")
-        if rtype in seen:
-            _fail(f"{where}.type", f"duplicate rlimit {rtype}")
-        seen.add(rtype)
         proc.rlimits.append(Rlimit(rtype, _req_int(rl, "soft", f"{where}.soft", 0, 2**64 - 1),
                                    _req_int(rl, "hard", f"{where}.hard", 0, 2**64 - 1)))
     proc.no_new_privileges = _bool(doc, "noNewPrivileges", f"{path}.noNewPrivileges")
-    proc.oom_score_adj = _int(doc, "oomScoreAdj", f"{path}.oomScoreAdj", None, -1000, 1000)
+    proc.oom_score_adj = _int(doc, "oomScoreAdj", f"{path}.oomScoreAdj")
     proc.apparmor_profile = _str(doc, "apparmorProfile", f"{path}.apparmorProfile")
     proc.selinux_label = _str(doc, "selinuxLabel", f"{path}.selinuxLabel")
     proc.scheduler = doc.get("scheduler")
@@ -365,33 +368,23 @@ def parse_hooks(doc: dict) -> Hooks:
 def _linux(doc: dict) -> Linux:
     lx = _obj(doc, "linux", "linux")
     linux = Linux()
-    seen = set()
     for i, ns in _objects(lx, "namespaces", "linux.namespaces"):
         where = f"linux.namespaces[{i}]"
         ns_type = _str(ns, "type", f"{where}.type")
         if ns_type not in NAMESPACE_TYPES:
             _fail(f"{where}.type", f"unknown namespace type {ns_type!r}")
-        if ns_type in seen:
-            _fail(f"{where}.type", f"duplicate namespace {ns_type}")
-        seen.add(ns_type)
         ns_path = _str(ns, "path", f"{where}.path")
         if ns_path and not ns_path.startswith("/"):
             _fail(f"{where}.path", f"{ns_path!r} is not an absolute path")
         linux.namespaces.append(Namespace(ns_type, ns_path))
     linux.uid_mappings = _idmaps(lx, "uidMappings", "linux.uidMappings")
     linux.gid_mappings = _idmaps(lx, "gidMappings", "linux.gidMappings")
-    if (linux.uid_mappings or linux.gid_mappings) and "user" not in seen:
-        _fail("linux.uidMappings", "mappings require a user namespace")
     for clock, off in _obj(lx, "timeOffsets", "linux.timeOffsets").items():
         where = f"linux.timeOffsets.{clock}"
-        if clock not in ("monotonic", "boottime"):
-            _fail(where, "clock must be monotonic or boottime")
         if not isinstance(off, dict):
             _fail(where, "must be an object")
         linux.time_offsets[clock] = (_int(off, "secs", f"{where}.secs", 0, -2**63, 2**63 - 1),
                                      _int(off, "nanosecs", f"{where}.nanosecs", 0, 0, 999999999))
-    if linux.time_offsets and "time" not in seen:
-        _fail("linux.timeOffsets", "offsets require a time namespace")
     for i, d in _objects(lx, "devices", "linux.devices"):
         where = f"linux.devices[{i}]"
         dtype = _str(d, "type", f"{where}.type")

@@ -7,7 +7,7 @@ to root, no network namespace, and /sys bound from the host instead of mounted.
 """
 
 from pyrunc.linux import os
-from pyrunc import jsonio
+from pyrunc import SPEC_VERSION, jsonio
 from pyrunc.errors import PyruncError
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -15,7 +15,7 @@ _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 def template() -> dict:
     return {
-        "ociVersion": "1.3.0",
+        "ociVersion": SPEC_VERSION,
         "process": {
             "terminal": True,
             "user": {"uid": 0, "gid": 0},

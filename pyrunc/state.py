@@ -27,12 +27,11 @@ import time
 from pyrunc.linux import os
 from pyrunc.record import field, record
 
-from pyrunc import jsonio
+from pyrunc import SPEC_VERSION, jsonio
 from pyrunc.errors import StateError
 from pyrunc.linux import proc
 
 DEFAULT_ROOT = "/run/pyrunc"
-OCI_VERSION = "1.3.0"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 
@@ -128,7 +127,7 @@ class Container:
     def oci_state(self, status: str | None = None) -> dict:
         """The state object of runtime.md (plus runc's extra fields)."""
         status = status or self.status()
-        state = {"ociVersion": OCI_VERSION, "id": self.id,
+        state = {"ociVersion": SPEC_VERSION, "id": self.id,
                  "pid": self.pid if status in ("creating", "created", "running", "paused")
                  else 0,
                  "status": status, "bundle": self.bundle, "rootfs": self.rootfs,

@@ -36,7 +36,7 @@ ECMA-262, not "before a final newline" as in Python's ``re``.
 """
 
 from pyrunc.linux import os
-from . import jsonio
+from . import SPEC_VERSION, jsonio  # SPEC_VERSION: the runtime-spec version implemented
 from .spec import CAPABILITIES, sysctl_relpath  # shared with the runtime (re-exported)
 from .errors import ConfigError
 
@@ -55,7 +55,6 @@ KEYWORDS = frozenset({
     "$schema", "$id", "title", "description", "$comment",
 })
 
-SPEC_VERSION = "1.3.0"          # the runtime-spec version this runtime implements
 OCI_VERSION_MIN = "1.0.0"       # the oldest config.json ociVersion it accepts
 
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
@@ -83,6 +82,17 @@ def validate_config(doc):
         path, reason = errors[0]
         where = format_path(path)
         raise ConfigError(f"config.json: {where}: {reason}" if where else f"config.json: {reason}")
+
+
+def validate_process(doc, what):
+    """Check an exec's process document (``exec --process FILE``, already parsed by
+    :func:`pyrunc.spec.parse_process`, so of the right shape) with the rules of config.json's
+    ``process``; raise ConfigError naming the first problem, prefixed with ``what``."""
+    errors = []
+    _check_process(doc, lambda path, reason: errors.append((path, reason)))
+    if errors:
+        path, reason = errors[0]
+        raise ConfigError(f"{what}: {format_path(path)}: {reason}")
 
 
 def validate(doc, schema_name):

@@ -1,13 +1,15 @@
 """Control groups for containers: placement, resource limits, freezing, killing, statistics.
 
-The runtime talks to one object per container, a :class:`Manager`::
+The runtime talks to one object per container, a :class:`Manager` (as pyrunc/create.py does)::
 
-    mgr = new_manager(config["linux"].get("cgroupsPath"), container_id)
-    mgr.create(config["linux"].get("resources"), devices=config["linux"].get("devices"))
-    mgr.apply(init_pid)                   # before the init process unshares its cgroup ns
-    state["cgroup"] = mgr.to_state()
+    mgr = new_manager(spec.linux.cgroups_path, container_id)   # creates nothing yet
+    fd = mgr.make_clone_dir()             # v2: the directory the init is cloned into, or None
+    mgr.create(spec.linux.resources)      # the rest, with linux.resources (a raw dict) applied
+    mgr.apply(init_pid)                   # only where the init could not be born or join itself
+                                          # (v1 hierarchies: it writes "0" to self_join_files())
+    c.cgroup = mgr.to_state()             # kept in state.json
     ...
-    mgr = load_manager(state["cgroup"])   # in later commands
+    mgr = load_manager(c.cgroup)          # in later commands
     mgr.freeze(); mgr.thaw(); mgr.kill_all(9); mgr.pids(); mgr.stats()
     mgr.destroy()
 
@@ -15,7 +17,7 @@ Two drivers implement it: :mod:`.v2` (pure cgroup v2, the design's target) and :
 (legacy and hybrid hosts: one directory per v1 hierarchy, plus one in the unified hierarchy
 when it is mounted).  Each controller is a module (memory, cpu, cpuset, pids, io, hugetlb,
 rdma, network, devices, freezer, unified) with the v1 and v2 spelling of its settings side by
-side.  ``linux.resources`` is parsed once into dataclasses (:mod:`.resources`).
+side.  ``linux.resources`` is parsed once into typed records (:mod:`.resources`).
 
 This module is on the runtime's hot path: it imports nothing heavy, the drivers load lazily.
 Every failure is a :class:`~pyrunc.errors.CgroupError` with one line naming the field or the

@@ -30,8 +30,9 @@ class Manager:
 
     def create(self, resources: dict | None, devices: list | None = None) -> None:
         """Make the cgroup(s) and apply ``linux.resources`` (raw dict) and the device rules
-        (default deny, the config's rules, ``devices`` = the raw ``linux.devices`` nodes, the
-        standard devices).  On failure nothing is left and a CgroupError names the field."""
+        (default deny, the config's rules, an allow rule per node of ``devices`` — raw
+        ``linux.devices`` entries; the runtime passes none, see devices.py — then the standard
+        devices).  On failure nothing is left and a CgroupError names the field."""
         raise NotImplementedError
 
     def apply(self, pid: int) -> None:

@@ -4,13 +4,17 @@ The effective rule list, applied in order (a later rule overrides an earlier one
 
     deny  a *:* rwm                  everything is denied unless allowed below
     ...   linux.resources.devices    the config's rules, in its order
-    allow <linux.devices>  rwm       the device nodes the config asks the runtime to create
+    allow <devices>  rwm             only when the caller passes ``devices`` (see below)
     allow c *:* m, b *:* m           mknod is harmless without read/write
     allow c 1:3 1:5 1:7 1:8 1:9      null zero full random urandom
     allow c 5:0 5:2 136:*            tty ptmx pts (the console is a pts)
 
 The defaults come after the config's rules (as runc does), so a config that starts with the
-usual ``{"allow": false, "access": "rwm"}`` still gets a working /dev.
+usual ``{"allow": false, "access": "rwm"}`` still gets a working /dev.  ``Manager.create`` takes
+an optional ``devices`` list (raw ``linux.devices`` entries) whose nodes it then allows; the
+runtime does not pass it (pyrunc/create.py): as with runc, a node in ``linux.devices`` is
+created but opens only if ``linux.resources.devices`` allows it (engines list the nodes they
+add there).
 
 v1 writes the list to devices.deny / devices.allow, and the kernel's exception-list semantics
 apply.  v2 compiles it into a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program (see :func:`compile_rules`)

@@ -1,4 +1,5 @@
-"""``linux.resources`` parsed once into typed dataclasses.
+"""``linux.resources`` parsed once into typed records (``@record``, :mod:`pyrunc.record`: the
+standard ``dataclasses`` module is too slow to import on the hot path).
 
 The parser checks JSON types and the ranges the spec's schema gives (int64, uint64, uint16...),
 and nothing the kernel checks better: a value the kernel refuses is reported when it is written,
@@ -86,7 +87,7 @@ def _str(d: dict, key: str, path: str, required=False) -> str | None:
     return value
 
 
-# --- the dataclasses --------------------------------------------------------------------------
+# --- the records -----------------------------------------------------------------------------
 
 @record
 class Memory:

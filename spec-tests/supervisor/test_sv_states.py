@@ -65,6 +65,13 @@ def test_init_lifecycle_through_every_state():
                             ("exit", "c1", 0), ("delete", "c1", False)]
 
 
+def test_an_exit_before_start_stops_a_created_process():
+    p = FakeProc(states.CREATED)
+    p.state.exited(p, 137, 1.0)
+    assert p.state is states.STOPPED and p.task.calls == [("exit", "c1", 137)]
+    assert refused(p.state.start, p) == ("FailedPrecondition", "process c1 already started")
+
+
 def test_an_exit_ends_paused():
     p = FakeProc(states.PAUSED)
     p.state.exited(p, 137, 1.0)
@@ -86,6 +93,7 @@ def test_an_exit_ends_paused():
      ("FailedPrecondition", "task must be stopped before deletion: paused")),
     (states.STOPPED, "kill", (9, False), ("NotFound", "process already finished")),
     (states.DELETED, "kill", (9, True), ("NotFound", "process already finished")),
+    (states.DELETED, "delete", (), ("NotFound", "process c1 not found")),
 ])
 def test_init_refusals(state, op, args, expected):
     p = FakeProc(state)

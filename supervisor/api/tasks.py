@@ -26,7 +26,7 @@ STATUS = {"created": ttypes.CREATED, "running": ttypes.RUNNING, "stopped": ttype
 
 def process_pb(task, proc) -> ttypes.Process:
     pb_ = ttypes.Process(container_id=task.id, id=proc.exec_id or task.id, pid=proc.pid,
-                         status=STATUS[task.status_of(proc)], stdin=proc.stdin,
+                         status=STATUS[proc.status], stdin=proc.stdin,
                          stdout=proc.stdout, stderr=proc.stderr, terminal=proc.terminal,
                          exit_status=proc.exit_status)
     if proc.status == "stopped":
@@ -177,7 +177,7 @@ class Tasks(grpc_pb.TasksServicer):
         flt = filters.parse(list(request.filters))
         tasks = [t for t in self.mgr.list(ns)
                  if flt.match(filters.mapping_adaptor({"id": t.id, "namespace": ns}))
-                 and t.status_of(t.init) in ("running", "paused")]
+                 and t.init.status in ("running", "paused")]
         replies = await asyncio.gather(*(self._stats(ns, t.id) for t in tasks))
         out = pb.MetricsResponse()
         for task, data in zip(tasks, replies):

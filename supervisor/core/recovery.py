@@ -66,7 +66,6 @@ async def _recover_one(mgr, ns: str, cid: str) -> None:
         proc = Proc(d["exec_id"])
         proc.load(d)
         task.procs[proc.exec_id] = proc
-    task.paused = bool(state.get("paused"))
     task.ready = True
     mgr.bind(task, client)
     await client.call("subscribe")

@@ -52,7 +52,8 @@ class ExecProcess:
 
 
 class Proc:
-    """The daemon's view of one process: the init process (exec_id "") or an exec."""
+    """The daemon's view of one process: the init process (exec_id "") or an exec. ``status``
+    mirrors the shim's state (shim/states.py): created, running, paused (the init only), stopped."""
 
     def __init__(self, exec_id: str, stdin="", stdout="", stderr="", terminal=False):
         self.exec_id = exec_id
@@ -80,7 +81,7 @@ class Proc:
         if status == "stopped":
             self.mark_exited(d.get("exit_status", 0), d.get("exited_at", 0.0))
         else:
-            self.status = "running" if status == "paused" else status
+            self.status = status  # the shim's state name (shim/states.py), "paused" included
 
 
 class Task:
@@ -90,7 +91,6 @@ class Task:
         self.info: dict = {}
         self.procs: dict[str, Proc] = {}
         self.shim: shimclient.ShimClient | None = None
-        self.paused = False
         self.ready = False      # create finished
         self.deleting = False   # the shim is expected to go away
         self.dead = False       # the shim died; container cleaned up
@@ -98,11 +98,6 @@ class Task:
     @property
     def init(self) -> Proc:
         return self.procs[""]
-
-    def status_of(self, proc: Proc) -> str:
-        if proc.exec_id == "" and proc.status == "running" and self.paused:
-            return "paused"
-        return proc.status
 
     def shim_or_fail(self) -> shimclient.ShimClient:
         if self.shim is None or self.dead:
@@ -167,8 +162,6 @@ class TaskManager:
             return
         proc.pid = proc.pid or ev.get("pid", 0)
         proc.mark_exited(ev.get("exit_status", 0), ev.get("exited_at", 0.0))
-        if proc.exec_id == "":
-            task.paused = False
         self.publish_exit(task, proc)
 
     def publish_exit(self, task: Task, proc: Proc) -> None:
@@ -305,7 +298,7 @@ class TaskManager:
         task = self.get(ns, cid)
         init = task.init
         if not task.dead:
-            status = task.status_of(init)
+            status = init.status
             if status not in ("stopped", "created"):
                 raise FailedPrecondition(f"task must be stopped before deletion: {status}")
             task.deleting = True
@@ -338,13 +331,15 @@ class TaskManager:
     async def pause(self, ns: str, cid: str) -> None:
         task = self.get(ns, cid)
         await task.shim_or_fail().call("pause")
-        task.paused = True
+        if task.init.status == "running":  # (not if its exit was seen meanwhile)
+            task.init.status = "paused"
         self.events.task(ns, "/tasks/paused", "TaskPaused", container_id=cid)
 
     async def resume(self, ns: str, cid: str) -> None:
         task = self.get(ns, cid)
         await task.shim_or_fail().call("resume")
-        task.paused = False
+        if task.init.status == "paused":
+            task.init.status = "running"
         self.events.task(ns, "/tasks/resumed", "TaskResumed", container_id=cid)
 
     async def update(self, ns: str, cid: str, resources: dict) -> None:

@@ -94,10 +94,7 @@ class Runtime:
                 stdio = (null, out_w if capture else null, err_w)
             before = _size(self.log)
             pid = self._spawn(self.argv(args), stdio)
-            for fd in (out_w, err_w):
-                if fd is not None:
-                    os.close(fd)
-            out_w = err_w = None
+            out_w, err_w = _close(out_w), _close(err_w)  # the runtime has its copies: EOF at its end
             if self.reactor is None:
                 out = _read_all(out_r) if out_r is not None else b""
                 err = b""
@@ -107,8 +104,7 @@ class Runtime:
             err += _read_all(err_r, block=False) if err_r is not None else b""
         finally:
             for fd in (null, out_r, out_w, err_r, err_w):
-                if fd is not None:
-                    os.close(fd)
+                _close(fd)
         if status != 0:
             raise RuntimeError_(self._error(before, err, status, args[0]))
         return out.decode(errors="replace")
@@ -167,6 +163,11 @@ class Runtime:
         if not msg:
             msg = f"{os.path.basename(self.binary)} {cmd} exited with status {exit_code(status)}"
         return msg
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def _size(path: str) -> int:

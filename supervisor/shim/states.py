@@ -4,15 +4,15 @@
 A process (:class:`supervisor.shim.task.Process`) always holds one of the five state objects
 below, and every request for it goes to its state: the state either does the work, through the
 process's task (which runs the OCI runtime and owns the files), and moves the process on, or
-refuses with the error the daemon passes to its client. :class:`State` refuses everything, so what
-a state allows is exactly what it overrides::
+refuses with the error the daemon passes to its client. :class:`State` refuses everything (and
+ignores exits), so what a state allows is exactly what it overrides::
 
-    state     start  kill               pause  resume  exec, pids, stats, update  delete
+    state     start  kill                pause  resume  exec, pids, stats, update  delete
     created   yes    init: runtime kill  -      -       -                          yes (force)
-    running   -      signal             yes    -       yes                        exec: no
-    paused    -      signal             -      yes     yes                        -
-    stopped   -      NotFound           -      -       -                          yes
-    deleted   -      NotFound           -      -       -                          -
+    running   -      signal              yes    -       yes                        exec: no
+    paused    -      signal              -      yes     yes                        -
+    stopped   -      NotFound            -      -       -                          yes
+    deleted   -      NotFound            -      -       -                          NotFound
 
 ``kill --all`` of the init goes through the runtime in every state but stopped and deleted.
 "paused" is a state of the init process only (the runtime froze the container's cgroup): an
@@ -37,7 +37,7 @@ def _precondition(msg: str) -> ShimError:
 
 
 class State:
-    """Refuses every operation; the states below override what they allow."""
+    """Refuses every operation, and ignores exits; the states below override what they allow."""
 
     name = ""
     finished = False  # the process has exited (its exit is recorded)
@@ -46,13 +46,7 @@ class State:
         raise _precondition(f"process {p.name} already started")
 
     def kill(self, p, sig: int, all_: bool) -> None:
-        if all_ and p.is_init:
-            p.task.runtime_call("kill", "--all", p.task.id, str(sig))
-            return
-        try:
-            os.kill(p.pid, sig)  # still our unreaped child: the pid cannot be reused
-        except ProcessLookupError:
-            raise ShimError("NotFound", "process already finished") from None
+        raise ShimError("NotFound", "process already finished")
 
     def pause(self, p) -> None:
         raise _precondition(f"container {p.task.id} is not running")
@@ -70,11 +64,18 @@ class State:
         raise _precondition(f"process {p.exec_id} must be stopped before deletion: {self.name}")
 
     def exited(self, p, status: int, when: float) -> None:
+        pass  # after the first exit seen (stopped, deleted): that one is the exit
+
+
+class _Live(State):
+    """A process that has not exited yet: its exit stops it."""
+
+    def exited(self, p, status: int, when: float) -> None:
         p.state = STOPPED
         p.task.on_exit(p, status, when)
 
 
-class Created(State):
+class Created(_Live):
     name = "created"
 
     def start(self, p) -> None:
@@ -95,7 +96,23 @@ class Created(State):
         p.state = DELETED
 
 
-class Running(State):
+class _Started(_Live):
+    """Running or paused: signals go to the process itself, the container may be inspected."""
+
+    def kill(self, p, sig: int, all_: bool) -> None:
+        if all_ and p.is_init:
+            p.task.runtime_call("kill", "--all", p.task.id, str(sig))
+            return
+        try:
+            os.kill(p.pid, sig)  # still our unreaped child: the pid cannot be reused
+        except ProcessLookupError:
+            raise ShimError("NotFound", "process already finished") from None
+
+    def require_live(self, p) -> None:
+        pass
+
+
+class Running(_Started):
     name = "running"
 
     def pause(self, p) -> None:
@@ -103,11 +120,8 @@ class Running(State):
         if p.state is self:
             p.state = PAUSED
 
-    def require_live(self, p) -> None:
-        pass
 
-
-class Paused(State):
+class Paused(_Started):
     name = "paused"
 
     def pause(self, p) -> None:
@@ -118,23 +132,14 @@ class Paused(State):
         if p.state is self:
             p.state = RUNNING
 
-    def require_live(self, p) -> None:
-        pass
-
 
 class Stopped(State):
     name = "stopped"
     finished = True
 
-    def kill(self, p, sig: int, all_: bool) -> None:
-        raise ShimError("NotFound", "process already finished")
-
     def delete(self, p) -> None:
         p.task.delete_process(p, force=False)
         p.state = DELETED
-
-    def exited(self, p, status: int, when: float) -> None:
-        pass  # the first exit seen is the exit
 
 
 class Deleted(Stopped):
