@@ -104,8 +104,10 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 30):
 class DockerStack:
     """pyrunc-supervisor + dockerd in a network namespace of their own."""
 
-    def __init__(self, ws: el.Workspace, tag: str = "d", live_restore: bool = False):
+    def __init__(self, ws: el.Workspace, tag: str = "d", live_restore: bool = False,
+                 containerd: Path | None = None):
         self.ws = ws
+        self.containerd = containerd        # a real containerd's socket instead (the anchor)
         self.dir = ws.mkdir(f"docker-{tag}")
         self.netns: Netns | None = None
         self.sv_sock = self.dir / "sv.sock"
@@ -126,7 +128,8 @@ class DockerStack:
     # -- daemons ---------------------------------------------------------------------------
     def start(self):
         self.netns = Netns(self.netns_name)
-        self.start_supervisor()
+        if self.containerd is None:
+            self.start_supervisor()
         self.start_dockerd()
 
     def start_supervisor(self):
@@ -154,7 +157,7 @@ class DockerStack:
         cfg = self.dir / "daemon.json"
         # the trust key would go to /etc/docker/key.json: the option is daemon.json-only
         cfg.write_text(json.dumps({"deprecated-key-path": str(self.dir / "key.json")}))
-        cmd = [DOCKERD, "--debug", "--containerd", str(self.sv_sock),
+        cmd = [DOCKERD, "--debug", "--containerd", str(self.containerd or self.sv_sock),
                "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
                "--pidfile", str(self.dir / "docker.pid"), "-H", f"unix://{self.sock}",
                "--config-file", str(cfg),
