@@ -132,7 +132,14 @@ class DockerStack:
             self.start_supervisor()
         self.start_dockerd()
 
+    def _serving_lines(self) -> int:
+        try:
+            return self.sv_log.read_text().count("serving on")
+        except OSError:
+            return 0
+
     def start_supervisor(self):
+        before = self._serving_lines()      # a restart appends to the same log
         logf = open(self.sv_log, "ab")
         cmd = [sys.executable, "-m", "supervisor.daemon", "--address", str(self.sv_sock),
                "--state", str(self.dir / "sv-state"), "--root", str(self.dir / "sv-root"),
@@ -145,7 +152,7 @@ class DockerStack:
             if self.sv.poll() is not None:
                 raise RuntimeError(f"pyrunc-supervisor exited {self.sv.returncode}:\n"
                                    f"{self.sv_log.read_text()[-3000:]}")
-            return "serving on" in self.sv_log.read_text()
+            return self._serving_lines() > before
         el.wait_for(up, 60, 0.05, "pyrunc-supervisor to listen")
 
     def kill_supervisor(self):

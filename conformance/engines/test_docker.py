@@ -158,7 +158,7 @@ def test_kill_signal_and_wait(dk):
     assert dk.inspect(name, "{{.State.ExitCode}}") == "9"
 
 
-def test_pause_unpause(dk, docker_stack):
+def test_pause_unpause(dk):
     name = start_detached(dk, "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done")
     ok(dk("pause", name))
     assert dk.inspect(name, "{{.State.Status}} {{.State.Paused}}") == "paused true"
@@ -182,7 +182,7 @@ def test_restart_and_rm_force(dk):
     assert dk("inspect", name).returncode != 0
 
 
-def test_publish_port_inside_the_netns(dk, docker_stack, ws):
+def test_publish_port_inside_the_netns(dk, ws):
     www = ws.mkdir("docker-www", dk.runtime.name)
     (www / "index.html").write_text(f"hello from {dk.runtime.name}\n")
     port = {"pyrunc": 18080, "runc": 18081}[dk.runtime.name]
@@ -190,7 +190,7 @@ def test_publish_port_inside_the_netns(dk, docker_stack, ws):
                           "-v", f"{www}:/www:ro")
     ip = dk.inspect(name, "{{.NetworkSettings.IPAddress}}")
     assert ip, "no bridge address"
-    ns = docker_stack.netns
+    ns = dk.stack.netns
 
     def fetch(url):
         res = ns.nsenter(FETCH + [url], timeout=30)
