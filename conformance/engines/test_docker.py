@@ -106,9 +106,8 @@ def test_run_rm_exit_code_and_output(dk, ws):
     assert f"[{other}]" not in calls, calls
 
 
-def test_default_runtime_is_pyrunc(docker_stack, ws, runtime):
-    if runtime.name != "pyrunc":
-        pytest.skip("the default runtime is pyrunc: one column only")
+def test_default_runtime_is_pyrunc(docker_stack, ws):
+    """No --runtime: dockerd's --default-runtime, pyrunc (one run, outside the table)."""
     offset = ws.trace_offset()
     res = docker_stack("run", "--rm", IMAGE, "sh", "-c", "echo default")
     assert res.returncode == 0 and res.stdout == "default\n", describe(res)
