@@ -10,7 +10,7 @@ APT_PKGS  := libcap-dev busybox-static iproute2 tmux runc crun containerd podman
              iptables conntrack
 PYTEST    ?= $(PY) -m pytest
 
-.PHONY: setup launcher test test-host test-vm demo bench conformance engines proto clean
+.PHONY: setup launcher test test-host test-vm demo demo-docker bench conformance engines proto clean
 
 setup: $(STAMP)/apt $(STAMP)/venv proto launcher
 
@@ -73,6 +73,10 @@ test-vm: setup
 
 demo: setup
 	$(PY) tools/demo.py
+
+# The seed's whole chain: docker -> dockerd -> pyrunc-supervisor -> pyrunc-shim -> pyrunc.
+demo-docker: setup
+	$(PY) tools/demo_docker.py
 
 bench: setup
 	$(PY) bench/run.py

@@ -27,7 +27,9 @@ import enginelib as el  # noqa: E402
 RUNTIMES = ["pyrunc", "runc"]
 ENGINE_OF = {"test_podman": "podman", "test_containerd": "containerd (ctr)",
              "test_cri": "containerd (CRI, BinaryName)",
-             "test_podman_rootless": "podman (rootless)"}
+             "test_podman_rootless": "podman (rootless)",
+             "test_docker": "dockerd on pyrunc-supervisor",
+             "test_docker_containerd": "dockerd on containerd"}
 
 
 def _asked_for(config) -> bool:

@@ -29,12 +29,34 @@ def set_cpuset(d: str, c: "CPU", update: bool = False) -> None:
 
 
 def init_v1(created: list[str]) -> None:
-    """Copy the parent's cpus/mems into each new v1 cpuset directory, top-down."""
-    for d in created:
+    """Copy the parent's cpus/mems into each new v1 cpuset directory, top-down.
+
+    A parent someone else made an instant ago may still be empty: many containers started at
+    once under one new parent (dockerd's ``/docker``) race, and the one that did not create the
+    parent would copy its empty sets.  Empty ancestors are filled first, from the nearest
+    ancestor that has sets (the same values the other creator writes)."""
+    if not created:
+        return
+    for d in _empty_ancestors(created[0]) + list(created):
         parent = os.path.dirname(d)
         for name in ("cpuset.cpus", "cpuset.mems"):
             if not files.read_or(d, name):
                 files.write(d, name, files.read(parent, name), f"cgroup {d}")
+
+
+def _empty_ancestors(d: str) -> list[str]:
+    """The ancestors of ``d`` with an empty cpus or mems set, top first (None read: above the
+    hierarchy's root, whose sets are never empty)."""
+    out = []
+    parent = os.path.dirname(d)
+    while parent != "/":
+        cpus, mems = files.read_or(parent, "cpuset.cpus"), files.read_or(parent, "cpuset.mems")
+        if cpus is None or (cpus and mems):
+            break
+        out.append(parent)
+        parent = os.path.dirname(parent)
+    out.reverse()
+    return out
 
 
 def _list(text: str | None) -> list[int]:

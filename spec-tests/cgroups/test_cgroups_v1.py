@@ -100,6 +100,31 @@ def block_device() -> dict:
     return {"major": int(major), "minor": int(minor)}
 
 
+def test_an_empty_parent_made_by_someone_else_is_filled_first(cgroup):
+    """Many containers started at once under one new parent: the parent exists (another
+    runtime made it) but its sets are still empty.  The new directory still gets real sets."""
+    top = f"{SESSION}-{new_counter()}"
+    point = paths.v1_hierarchies()["cpuset"][0]
+    other = os.path.join(point, top)
+    os.mkdir(other)                             # made, not filled yet
+    mgr = None
+    try:
+        assert open(os.path.join(other, "cpuset.cpus")).read().strip() == ""
+        mgr = cgroup(path=f"{top}/ctr")
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            want = open(os.path.join(point, name)).read().strip()
+            assert want and cgroup_file(mgr, "cpuset", name) == want
+            assert open(os.path.join(other, name)).read().strip() == want
+    finally:
+        if mgr is not None:
+            mgr.destroy()                       # then the parent it did not make can go
+        for hier in paths.v1_hierarchies().values():
+            try:
+                os.rmdir(os.path.join(hier[0], top))
+            except OSError:
+                pass
+
+
 def test_new_cpuset_directories_get_their_parents_sets(cgroup, spawn):
     mgr = cgroup()            # no cpus/mems given: a v1 cpuset starts empty, tasks could not join
     parent = os.path.dirname(mgr.dirs["cpuset"])

@@ -90,6 +90,54 @@ def test_exit_while_daemon_down_reaches_first_subscriber_once(sv_own, sv_rootfs)
     destroy(sv, client, cid)
 
 
+def test_late_reader_of_a_fast_container_gets_all_its_output(sv, sv_rootfs):
+    """Clients open their FIFO's read end asynchronously (containerd's fifo package does it in a
+    goroutine): a container can finish before the reader is there.  The reader that comes
+    afterwards still gets every byte (dockerd under load: right exit code, empty stdout)."""
+    client = sv.client()
+    cid = sv.id("late")
+    fifo_dir = os.path.join(sv.base, "fifo-" + cid)
+    os.makedirs(fifo_dir)
+    out = os.path.join(fifo_dir, "stdout")
+    os.mkfifo(out)
+    lines = 20000                                  # ~190 KiB: more than a pipe holds
+    text = "".join(f"line {i}\n" for i in range(lines))
+    create(sv, client, sv_rootfs, ["/bin/sh", "-c", f"i=0; while [ $i -lt {lines} ]; do "
+                                   "echo line $i; i=$((i+1)); done"], cid=cid, stdout=out)
+    pid = client.tasks.Start(tpb.StartRequest(container_id=cid)).pid
+    # nobody reads yet: what the pipe does not hold waits in the shim's buffer
+    wait_for(lambda: not pid_alive(pid), 60, what="the container to finish")
+    got = _read_fifo(out)
+    assert got.decode() == text, (len(got), len(text))
+    assert client.wait(cid, timeout=60) == 0
+    destroy(sv, client, cid)
+
+
+def _read_fifo(path: str, timeout: float = 60) -> bytes:
+    """Open ``path`` for reading (blocking until a writer opens it) and read to EOF.  A writer
+    that never comes fails the test: the open is then released by a writer of our own."""
+    import threading
+    got = []
+
+    def read():
+        fd = os.open(path, os.O_RDONLY)
+        data = b""
+        try:
+            while chunk := os.read(fd, 65536):
+                data += chunk
+        finally:
+            os.close(fd)
+        got.append(data)
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(10)
+        raise AssertionError(f"nobody wrote to {path} within {timeout}s")
+    return got[0]
+
+
 def test_fresh_daemon_holds_nothing_and_holds_only_exits():
     """The exchange's rule on its own: without a restart window nothing is held; within one,
     an undelivered exit goes to the first matching subscriber, other topics are not kept."""

@@ -10,8 +10,15 @@ Flow control (the container must never deadlock on a slow or absent reader, and 
 buffer without bound):
 - An output pump reads the container's pipe while its buffer holds less than ``CAP`` bytes, so a
   slow reader slows the container down (back-pressure) but memory stays bounded.
-- A FIFO whose reader went away (write fails with EPIPE, or nobody had it open: ENXIO) is treated
-  as absent: from then on output is read and discarded, so the container keeps running.
+- A FIFO whose reader went away (write fails with EPIPE) is treated as absent: from then on
+  output is read and discarded, so the container keeps running.
+- A FIFO nobody has open yet (ENXIO) is a reader still on its way: clients open their end
+  asynchronously (containerd's Go fifo package opens it in a goroutine, dockerd and ctr use it),
+  so under load the shim can get there first.  The pump then keeps the output in its buffer
+  (back-pressure beyond ``CAP``) and retries the open every ``READER_RETRY`` seconds; a reader
+  that arrives within ``READER_GRACE`` gets everything from the first byte.  After that the FIFO
+  counts as absent.  (Without this a fast container's output was lost under load: `docker run`
+  gave the right exit code and an empty stdout.)
 - Stdin FIFOs are opened O_RDWR so that the shim, not a writer's close, decides when stdin ends:
   containerd clients send CloseIO when their input ends; the shim then drains what is left and
   closes the container's stdin.
@@ -22,9 +29,12 @@ import errno
 import os
 import stat
 import sys
+import time
 
 CAP = 256 << 10
 CHUNK = 64 << 10
+READER_RETRY = 0.01
+READER_GRACE = 10.0
 
 
 class StdioError(Exception):
@@ -60,6 +70,8 @@ class Pump:
         self.src_eof = False
         self.done = False
         self.on_done = on_done
+        self.awaited: str | None = None     # a FIFO whose reader is still on its way
+        self.await_until = 0.0
         os.set_blocking(src, False)
         if dst is not None and not _is_regular(dst):
             os.set_blocking(dst, False)
@@ -77,7 +89,7 @@ class Pump:
         if not data:
             self._src_finished()
             return
-        if self.dst is None:
+        if self.dst is None and self.awaited is None:
             return  # reader absent: discard
         self.buf += data
         self._flush()
@@ -104,7 +116,7 @@ class Pump:
             self.r.on_write(self.dst, self._writable if waiting else None)
         if not self.src_eof and len(self.buf) < CAP:
             self.r.on_read(self.src, self._readable)
-        if self.src_eof and not waiting:
+        if self.src_eof and not waiting and self.awaited is None:
             self._finish()
 
     def _drop_dst(self) -> None:
@@ -131,7 +143,36 @@ class Pump:
         self.src_eof = True
         self._release_src()
         self._flush()
-        if self.dst is None:
+        if self.dst is None and self.awaited is None:
+            self._finish()
+
+    def await_reader(self, path: str) -> None:
+        """``path`` had no reader when the pump was made: keep the output until one opens it
+        (see the module's docstring)."""
+        self.awaited = path
+        self.await_until = time.monotonic() + READER_GRACE
+        self.r.call_later(READER_RETRY, self._retry_open)
+
+    def _retry_open(self) -> None:
+        if self.awaited is None or self.done:
+            return
+        try:
+            fd = _open_fifo_out(self.awaited)
+        except StdioError:
+            fd = None
+            self.await_until = 0.0
+        if fd is None:
+            if time.monotonic() < self.await_until:
+                self.r.call_later(READER_RETRY, self._retry_open)
+                return
+            self.awaited = None     # nobody came: discard from now on
+            self.buf.clear()
+        else:
+            self.awaited = None
+            self.dst = fd
+            os.set_blocking(fd, False)
+        self._flush()
+        if self.src_eof and self.dst is None:
             self._finish()
 
     def end_input(self) -> None:
@@ -159,6 +200,7 @@ class Pump:
 
     def abort(self) -> None:
         """Tear down at once (process deleted)."""
+        self.awaited = None
         if not self.src_eof:
             self.src_eof = True
             self._release_src()
@@ -223,7 +265,10 @@ class ProcessIO:
         except StdioError:
             os.close(r)
             raise
-        self._add_output(Pump(self.r, r, dst, self._output_done))
+        pump = Pump(self.r, r, dst, self._output_done)
+        if dst is None:
+            pump.await_reader(path)
+        self._add_output(pump)
         return w
 
     def _add_output(self, pump: Pump) -> None:
@@ -243,7 +288,10 @@ class ProcessIO:
         dst = None  # no stdout: the terminal's output is drained and dropped, never left to block
         if stdout:
             dst = _open_log(stdout) if stdout.startswith("file://") else _open_fifo_out(stdout)
-        self._add_output(Pump(self.r, master, dst, self._output_done, own_src=False))
+        pump = Pump(self.r, master, dst, self._output_done, own_src=False)
+        if dst is None and stdout and not stdout.startswith("file://"):
+            pump.await_reader(stdout)
+        self._add_output(pump)
         if stdin:
             fifo = _open_stdin(stdin, None)
             self.stdin_pump = Pump(self.r, fifo, master, self._stdin_done, own_dst=False)
