@@ -90,14 +90,33 @@ class Daemon:
             _private_dir(d)
         store = Store(os.path.join(config.root, "meta.db"))
         events = Exchange()
+        leases = Leases(store)
         self.services = Registry(
-            config=config, uuid=_load_uuid(config.root), store=store, leases=Leases(store),
+            config=config, uuid=_load_uuid(config.root), store=store, leases=leases,
             events=events,
             tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
         self.services.add("settings", config.settings or Settings())
+        self._add_image_services(store, leases)
         self.server = None
         self.collector = None
         self.operations = None
+
+    def _add_image_services(self, store, leases) -> None:
+        """The image half: content store (and, as they land, snapshots, diff, images, gc)."""
+        from supervisor.content.store import ContentStore
+        from supervisor.snapshots import native, overlay
+        from supervisor.snapshots.store import Snapshots
+        self.services.add("content", ContentStore(self.config.root, store, leases))
+        snapshotters = {layout.name: Snapshots(self.config.root, store, layout, leases)
+                        for layout in (overlay.Layout(), native.Layout())}
+        for sn in snapshotters.values():
+            sn.cleanup()  # what a crash left: directories without a row
+        self.services.add("snapshotters", snapshotters)
+        from supervisor.images.store import Images
+        from supervisor.metadata.gc import Collector
+        self.services.add("images", Images(store))
+        self.services.add("gc", Collector(store, leases, self.services.get("content"),
+                                          snapshotters, self.services.get("images")))
 
     async def start(self) -> None:
         import grpc
@@ -110,6 +129,7 @@ class Daemon:
         REAPER.install(asyncio.get_running_loop())
         await self.services.get("tasks").open()
         self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
+        self.gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
         self.operations = Operations(self.services.get("settings"), self.services)
         await self.operations.start()  # metrics answer once the API does
         self.server = grpc.aio.server(interceptors=self.operations.interceptors())
@@ -132,6 +152,17 @@ class Daemon:
             nxt = leases.next_expiry()
             await asyncio.sleep(every if nxt is None else min(every, max(0.0, nxt - time.time())))
 
+    async def _collect_garbage(self) -> None:
+        """A full garbage collection at start (what a crash left) and every ten minutes."""
+        import logging
+        gc = self.services.get("gc")
+        while True:
+            try:
+                await asyncio.to_thread(gc.collect)
+            except Exception:  # a failed round is retried at the next one
+                logging.getLogger("pyrunc.supervisor").exception("garbage collection")
+            await asyncio.sleep(600)
+
     async def stop(self) -> None:
         if self.operations is not None:
             await self.operations.stop()
@@ -139,6 +170,8 @@ class Daemon:
             await self.server.stop(grace=1)
         if self.collector is not None:
             self.collector.cancel()
+        if getattr(self, "gc_task", None) is not None:
+            self.gc_task.cancel()
         await self.services.get("tasks").close()
         self.services.get("store").close()
         try:

@@ -44,6 +44,7 @@ class Conn:
         self.outbuf = bytearray()
         self.subscribed = False
         sock.setblocking(False)
+        shim.r.mark_control(self.fd)
         shim.r.on_read(self.fd, self.readable)
 
     def readable(self) -> None:
@@ -106,6 +107,7 @@ class Shim:
         self.exiting = False
         self.deferred: list | None = None
         listener.setblocking(False)
+        self.r.mark_control(listener.fileno())
         self.r.on_read(listener.fileno(), self.accept)
         self._setup_sigchld()
         self.r.call_later(IDLE_EXIT, self._idle_check)
@@ -118,6 +120,7 @@ class Shim:
         _signal.signal(_signal.SIGCHLD, lambda *_: None)
         _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)  # the daemon decides when a shim ends
         _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+        self.r.mark_control(rfd)  # reaping waits for the end of a runtime call
         self.r.on_read(rfd, self._on_signal)
 
     def _on_signal(self) -> None:
