@@ -97,6 +97,7 @@ class Daemon:
             tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
         self.services.add("settings", config.settings or Settings())
         self._add_image_services(store, leases)
+        self._add_networks()
         self.server = None
         self.collector = None
         self.operations = None
@@ -117,6 +118,16 @@ class Daemon:
         self.services.add("images", Images(store))
         self.services.add("gc", Collector(store, leases, self.services.get("content"),
                                           snapshotters, self.services.get("images")))
+
+    def _add_networks(self) -> None:
+        from supervisor.network.manager import NetworkManager
+        settings = self.services.get("settings")
+        networks = NetworkManager(self.config.state,
+                                  settings["cni.conf_dir"] or os.path.join(self.config.root,
+                                                                           "net.d"),
+                                  settings["cni.path"], settings["cni.timeout"])
+        self.services.add("networks", networks)
+        self.services.get("tasks").network = networks
 
     async def start(self) -> None:
         import grpc

@@ -9,3 +9,5 @@ def register(server, services) -> None:
     for mod in (meta, namespaces, containers, tasks, events, leases, health, content, snapshots,
                 diff, images):
         mod.register(server, services)
+    from supervisor.api import networks
+    networks.register(server, services)
