@@ -99,6 +99,7 @@ class Exchange:
     def __init__(self):
         self.subscribers: set[Subscriber] = set()
         self.held: list[event_pb2.Envelope] = []
+        self.taps: list = []
         self.hold_until = 0.0          # time.monotonic() until which undelivered exits are held
 
     def hold_undelivered(self, seconds: float = HOLD_SECONDS) -> None:
@@ -129,7 +130,14 @@ class Exchange:
         env = event_pb2.Envelope(timestamp=timestamp(), namespace=ns, topic=topic, event=pack(msg))
         self.forward(env)
 
+    def tap(self, fn) -> None:
+        """Call ``fn(envelope)`` for every event (the daemon's event log, operate.py): a tap is
+        not a subscriber, so it neither takes held exits nor counts as delivery."""
+        self.taps.append(fn)
+
     def forward(self, env: event_pb2.Envelope) -> None:
+        for fn in self.taps:
+            fn(env)
         if not self.subscribers:
             self._hold(env)
             return

@@ -4,7 +4,8 @@
 - Every gRPC call goes through grpcobserve.Interceptor: logged at debug, counted and timed for
   Prometheus when ``metrics.address`` is set (exporter.py, imported only then).
 - Every event of the exchange (container and task life: create, start, exit, OOM, delete, ...)
-  is one info line with its topic, namespace and container ID.
+  is one info line with its topic, namespace and container ID (a tap on the exchange, not a
+  subscriber: exits held for the first subscriber after a restart stay held for it).
 - The shims' log (``<state>/shim.log``, lines written by shim/shimlog.py) is followed and each
   line copied into the daemon's log with its level, namespace, container ID and the shim's pid
   (``source=shim``). The file is polled (a stat every half second): shims outlive the daemon,
@@ -36,7 +37,6 @@ class Operations:
         if self.settings["metrics.address"]:
             from supervisor.exporter import Exporter
             self.exporter = Exporter(self.settings["metrics.address"], services)
-        self.event_log: asyncio.Task | None = None
         self.shim_log: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -49,7 +49,7 @@ class Operations:
         self.loop = asyncio.get_running_loop()
         if self.exporter is not None:
             await self.exporter.start()
-        self.event_log = self.loop.create_task(self._log_events())
+        self.services.get("events").tap(self._log_event)
         self.shim_log = self.loop.create_task(self._follow_shim_log(
             os.path.join(self.services.get("config").state, "shim.log")))
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -57,20 +57,19 @@ class Operations:
     async def stop(self) -> None:
         if self.loop is not None:
             self.loop.remove_signal_handler(signal.SIGHUP)
-        for task in (self.event_log, self.shim_log):
-            if task is not None:
-                task.cancel()
+        if self.shim_log is not None:
+            self.shim_log.cancel()
         if self.exporter is not None:
             await self.exporter.stop()
 
     # -- the event log ----------------------------------------------------------------------------
-    async def _log_events(self) -> None:
-        from supervisor import filters
-        exchange = self.services.get("events")
-        while True:  # a subscription cut off for falling behind is renewed
-            async for env in exchange.subscribe(filters.parse([])):
-                if log.enabled("info"):
-                    log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
+    @staticmethod
+    def _log_event(env) -> None:
+        if log.enabled("info"):
+            try:
+                log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
+            except Exception:  # the log must never fail a publisher
+                log.error("event log failed", topic=env.topic, exc_info=True)
 
     # -- the shims' log ---------------------------------------------------------------------------
     async def _follow_shim_log(self, path: str) -> None:
