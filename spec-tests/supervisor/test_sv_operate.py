@@ -343,6 +343,8 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     cids = [create(sv, client, sv_rootfs, ["sleep", "1000"]) for _ in range(2)]
     client.tasks.Start(tpb.StartRequest(container_id=cids[0]))
     code_of(client.containers.Get, cpb.GetContainerRequest(id="no-such"))
+    sv.ctr("snapshots", "prepare", "metrics-snap")
+    sv.ctr("content", "ingest", "metrics-blob", input="twelve bytes")
     status, ctype, body = http_get(UnixHTTPConnection(sv.metrics))
     assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
     found = samples(body)
@@ -351,6 +353,9 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     assert value(found, "pyrunc_tasks", namespace=sv.ns, status="created") == 1
     assert value(found, "pyrunc_shims", role="container") == 2
     assert value(found, "pyrunc_shims", role="zygote") == 1
+    assert value(found, "pyrunc_snapshots", namespace=sv.ns) == 1
+    assert value(found, "pyrunc_content_blobs", namespace=sv.ns) == 1
+    assert value(found, "pyrunc_content_bytes", namespace=sv.ns) == 12
     get = dict(grpc_type="unary", grpc_service="containerd.services.containers.v1.Containers",
                grpc_method="Get")
     assert value(found, "grpc_server_handled_total", grpc_code="NotFound", **get) == 1, \
@@ -364,8 +369,10 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     assert http_get(UnixHTTPConnection(sv.metrics), method="POST")[0] == 405
     for cid in cids:
         destroy(sv, client, cid)
+    sv.ctr("snapshots", "rm", "metrics-snap")
     found = samples(http_get(UnixHTTPConnection(sv.metrics))[2])
     assert value(found, "pyrunc_containers", namespace=sv.ns) is None
+    assert value(found, "pyrunc_snapshots", namespace=sv.ns) is None
     assert value(found, "pyrunc_shims", role="container") == 0
 
 
