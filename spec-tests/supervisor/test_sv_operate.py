@@ -270,6 +270,22 @@ def test_json_log_lines_name_namespace_and_container(sv_json, sv_rootfs):
     wait_log(sv, lambda ln: ln.get("topic") == "/tasks/delete" and ln.get("id") == cid, "delete")
 
 
+def test_text_log_is_key_value_lines(sv_own, sv_rootfs):
+    """The default format: logrus-style key=value, values with spaces quoted."""
+    sv = sv_own
+    cid = sv.id("text")
+    sv.ctr("run", "--rm", "--rootfs", sv_rootfs, cid, "/bin/true")
+    want = f"msg=event topic=/tasks/exit ns={sv.ns} id={cid} "
+
+    def lines():
+        with open(sv.log_path) as f:
+            return f.read().splitlines()
+    line = wait_for(lambda: [ln for ln in lines() if want in ln], 60, what="the exit's line")[0]
+    assert line.startswith("time=") and " level=info " in line and "exit_status=0" in line
+    serving = [ln for ln in lines() if " msg=serving " in ln]
+    assert serving and f"address={sv.sock}" in serving[0]
+
+
 def test_sighup_rereads_the_log_level(sv_json, sv_rootfs):
     sv = sv_json
     client = sv.client()
