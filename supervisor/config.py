@@ -76,9 +76,10 @@ KEYS: tuple[Key, ...] = (
         "(empty: off)", flag="--metrics-address"),
     Key("registry.mirrors", "mirrors", {},
         "registry host -> mirror endpoints tried first, e.g. \"docker.io\" = "
-        "[\"http://127.0.0.1:5000\"]"),
+        "[\"http://127.0.0.1:5000\"] (reserved: for pulls made by the daemon; ctr pulls itself)"),
     Key("registry.insecure", "strlist", [],
-        "registry hosts (HOST or HOST:PORT) reached over plain HTTP; localhost always is"),
+        "registry hosts (HOST or HOST:PORT) reached over plain HTTP; localhost always is "
+        "(reserved: for pulls made by the daemon)"),
     Key("cni.path", "pathlist", ["/usr/lib/cni", "/opt/cni/bin"],
         "directories searched for CNI plugins, in order (a flag gives them as DIR:DIR)",
         flag="--cni-path"),
@@ -86,10 +87,16 @@ KEYS: tuple[Key, ...] = (
         "the networks' CNI conflists, created networks written here (empty: ROOT/net.d)",
         flag="--cni-conf-dir"),
     Key("cni.timeout", "seconds", 60.0, "seconds a CNI plugin may take", flag="--cni-timeout"),
-    Key("network.default", "str", "bridge", "the network containers join when none is named"),
-    Key("network.default_subnet", "cidr", "10.88.0.0/16", "the default network's subnet"),
+    Key("network.default", "str", "bridge",
+        "the network containers join when none is named (reserved: the network manager's "
+        "default is bridge, 10.88.0.0/16)"),
+    Key("network.default_subnet", "cidr", "10.88.0.0/16", "the default network's subnet "
+        "(reserved, as network.default)"),
     Key("gc.interval", "seconds", 60.0,
-        "seconds between background garbage collections (expired leases, unreferenced content)"),
+        "at most this many seconds between looks for expired leases"),
+    Key("gc.collect_interval", "seconds", 600.0,
+        "seconds between background garbage collections (unreferenced content, snapshots); "
+        "deletes and lease expiry collect too"),
 )
 BY_NAME = {k.name: k for k in KEYS}
 SECTIONS = {k.section for k in KEYS if k.section}

@@ -164,15 +164,17 @@ class Daemon:
             await asyncio.sleep(every if nxt is None else min(every, max(0.0, nxt - time.time())))
 
     async def _collect_garbage(self) -> None:
-        """A full garbage collection at start (what a crash left) and every ten minutes."""
+        """A full garbage collection at start (what a crash left) and every gc.collect_interval
+        seconds (ten minutes by default)."""
         import logging
         gc = self.services.get("gc")
+        every = self.services.get("settings")["gc.collect_interval"]
         while True:
             try:
                 await asyncio.to_thread(gc.collect)
             except Exception:  # a failed round is retried at the next one
                 logging.getLogger("pyrunc.supervisor").exception("garbage collection")
-            await asyncio.sleep(600)
+            await asyncio.sleep(every)
 
     async def stop(self) -> None:
         if self.operations is not None:

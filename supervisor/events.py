@@ -15,9 +15,7 @@ re-subscribes only after it saw the health service answer) are *held*: for ``HOL
 exit or OOM event no subscriber matched is kept, and the first subscriber whose filter matches it
 gets it before anything live.  Each held event is handed out once, so a client that subscribes
 twice never sees an exit twice.  containerd gets the same effect from its shims, which retry
-publishing an event until containerd takes it.  The daemon's own watchers (the event log) are
-*observers*: they see every event but are not subscribers, so they never take a held exit from
-the client it is kept for.
+publishing an event until containerd takes it.
 """
 from __future__ import annotations
 
@@ -100,8 +98,8 @@ class Subscriber:
 class Exchange:
     def __init__(self):
         self.subscribers: set[Subscriber] = set()
-        self.observers: list = []      # callables seeing every envelope (not subscribers)
         self.held: list[event_pb2.Envelope] = []
+        self.taps: list = []
         self.hold_until = 0.0          # time.monotonic() until which undelivered exits are held
 
     def hold_undelivered(self, seconds: float = HOLD_SECONDS) -> None:
@@ -132,12 +130,13 @@ class Exchange:
         env = event_pb2.Envelope(timestamp=timestamp(), namespace=ns, topic=topic, event=pack(msg))
         self.forward(env)
 
-    def observe(self, fn) -> None:
-        """Call ``fn(envelope)`` for every event from now on (it must not block)."""
-        self.observers.append(fn)
+    def tap(self, fn) -> None:
+        """Call ``fn(envelope)`` for every event (the daemon's event log, operate.py): a tap is
+        not a subscriber, so it neither takes held exits nor counts as delivery."""
+        self.taps.append(fn)
 
     def forward(self, env: event_pb2.Envelope) -> None:
-        for fn in self.observers:
+        for fn in self.taps:
             fn(env)
         if not self.subscribers:
             self._hold(env)

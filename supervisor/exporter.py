@@ -10,9 +10,10 @@ counters, ``namespace``/``container_id`` as containerd's metrics label them):
   ``pyrunc_container_pids_limit`` (when limited), ``pyrunc_container_io_read_bytes_total``,
   ``pyrunc_container_io_write_bytes_total``, ``pyrunc_container_io_reads_total``,
   ``pyrunc_container_io_writes_total``;
-- counts: ``pyrunc_containers``, ``pyrunc_images``, ``pyrunc_snapshots``, ``pyrunc_leases``
-  by namespace (from the metadata database: each table that exists), ``pyrunc_tasks`` by
-  namespace and status, ``pyrunc_shims`` by role (container, spare, zygote);
+- counts: ``pyrunc_containers``, ``pyrunc_images``, ``pyrunc_snapshots``,
+  ``pyrunc_content_blobs`` (and ``pyrunc_content_bytes``), ``pyrunc_leases`` by namespace (from
+  the metadata database: each table that exists), ``pyrunc_tasks`` by namespace and status,
+  ``pyrunc_shims`` by role (container, spare, zygote);
 - gRPC, with go-grpc-prometheus's names (what containerd exports, so dashboards work):
   ``grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}`` and the
   ``grpc_server_handling_seconds`` histogram;
@@ -28,7 +29,14 @@ import os
 
 from supervisor import cgstats, log, version
 
-COUNTED_TABLES = ("containers", "images", "snapshots", "leases")
+# metadata tables counted by namespace: table -> (metric, help)
+COUNTED_TABLES = {
+    "containers": ("pyrunc_containers", "Containers by namespace."),
+    "images": ("pyrunc_images", "Images by namespace."),
+    "snapshots": ("pyrunc_snapshots", "Snapshots (all snapshotters) by namespace."),
+    "content": ("pyrunc_content_blobs", "Content blobs by namespace."),
+    "leases": ("pyrunc_leases", "Leases by namespace."),
+}
 MAX_REQUEST = 16384
 
 
@@ -75,15 +83,22 @@ class StateCollector:
         with store.lock:
             tables = {row[0] for row in store.db.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'")}
-            for table in COUNTED_TABLES:
+            for table, (name, text) in COUNTED_TABLES.items():
                 if table not in tables:
                     continue
-                family = GaugeMetricFamily(f"pyrunc_{table}", f"{table.capitalize()} by "
-                                           "namespace.", labels=["namespace"])
+                family = GaugeMetricFamily(name, text, labels=["namespace"])
                 for ns, n in store.db.execute(
                         f"SELECT ns, COUNT(*) FROM {table} GROUP BY ns ORDER BY ns"):
                     family.add_metric([ns], n)
                 yield family
+            if "content" in tables:
+                size = GaugeMetricFamily("pyrunc_content_bytes", "Bytes of content blobs by "
+                                         "namespace (a blob shared by namespaces counts in each).",
+                                         labels=["namespace"])
+                for ns, n in store.db.execute(
+                        "SELECT ns, SUM(size) FROM content GROUP BY ns ORDER BY ns"):
+                    size.add_metric([ns], n or 0)
+                yield size
 
     def _containers(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

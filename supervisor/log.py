@@ -3,10 +3,10 @@ container ID where one applies.
 
 Formats follow containerd's (logrus): ``text`` is ``key=value`` pairs,
 
-    time="2026-12-05T08:10:47.123456Z" level=info msg="task exit" ns=default id=web exit_status=0
+    time=2026-12-05T08:10:47.123456Z level=info msg=event topic=/tasks/exit ns=default id=web exit_status=0
 
 and ``json`` one object per line with the same keys. Levels are ``debug`` (adds every gRPC
-request, see grpclog.py), ``info`` (start, stop, container and task events, shim messages),
+request, see grpcobserve.py), ``info`` (start, stop, container and task events, shim messages),
 ``warn`` and ``error``. The level can be changed while the daemon runs (:func:`set_level`, on
 SIGHUP from the config file).
 

@@ -4,7 +4,8 @@
 - Every gRPC call goes through grpcobserve.Interceptor: logged at debug, counted and timed for
   Prometheus when ``metrics.address`` is set (exporter.py, imported only then).
 - Every event of the exchange (container and task life: create, start, exit, OOM, delete, ...)
-  is one info line with its topic, namespace and container ID.
+  is one info line with its topic, namespace and container ID (a tap on the exchange, not a
+  subscriber: exits held for the first subscriber after a restart stay held for it).
 - The shims' log (``<state>/shim.log``, lines written by shim/shimlog.py) is followed and each
   line copied into the daemon's log with its level, namespace, container ID and the shim's pid
   (``source=shim``). The file is polled (a stat every half second): shims outlive the daemon,
@@ -48,7 +49,7 @@ class Operations:
         self.loop = asyncio.get_running_loop()
         if self.exporter is not None:
             await self.exporter.start()
-        self.services.get("events").observe(self._log_event)
+        self.services.get("events").tap(self._log_event)
         self.shim_log = self.loop.create_task(self._follow_shim_log(
             os.path.join(self.services.get("config").state, "shim.log")))
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -64,9 +65,11 @@ class Operations:
     # -- the event log ----------------------------------------------------------------------------
     @staticmethod
     def _log_event(env) -> None:
-        """An observer of the exchange (not a subscriber: it must not take a held exit)."""
         if log.enabled("info"):
-            log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
+            try:
+                log.info("event", topic=env.topic, ns=env.namespace, **_event_fields(env))
+            except Exception:  # the log must never fail a publisher
+                log.error("event log failed", topic=env.topic, exc_info=True)
 
     # -- the shims' log ---------------------------------------------------------------------------
     async def _follow_shim_log(self, path: str) -> None:

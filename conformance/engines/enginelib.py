@@ -431,8 +431,9 @@ def remove_cgroups(prefix: str):
 
 
 def session_pids(ws: Workspace) -> set[int]:
-    """Processes this session started: in its cgroups, or with its tree in their command line
-    (containerd, its shims, conmon, a stray engine client)."""
+    """Processes this session started: in its cgroups, with its tree in their command line
+    (containerd, its shims, conmon, a stray engine client), or listening on a unix socket in its
+    tree (pyrunc-supervisor's shims, whose command lines are titles: ``pyrunc-shim ns=... id=...``)."""
     mine = pids_in_cgroups(ws.prefix)
     needle = str(ws.path).encode()
     for d in Path("/proc").iterdir():
@@ -442,8 +443,30 @@ def session_pids(ws: Workspace) -> set[int]:
                     mine.add(int(d.name))
             except OSError:
                 pass
+    mine |= listening_below(str(ws.path) + "/")
     mine.discard(os.getpid())
     return mine
+
+
+def listening_below(prefix: str) -> set[int]:
+    """Processes with a listening unix socket bound below ``prefix``, in any network namespace
+    (a socket's path is listed only in its own namespace's /proc/PID/net/unix)."""
+    inodes, seen_netns, fds = set(), set(), {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fds[int(d.name)] = [os.readlink(f) for f in (d / "fd").iterdir()]
+            netns = os.stat(d / "ns" / "net").st_ino
+            if netns not in seen_netns:
+                for line in (d / "net" / "unix").read_text().splitlines()[1:]:
+                    f = line.split(None, 7)     # ... Flags(3) ... Inode(6) Path(7)
+                    if len(f) == 8 and f[7].startswith(prefix) and int(f[3], 16) & 0x10000:
+                        inodes.add(f"socket:[{f[6]}]")
+                seen_netns.add(netns)
+        except OSError:
+            continue
+    return {pid for pid, links in fds.items() if inodes.intersection(links)}
 
 
 def kill_session_processes(ws: Workspace):

@@ -270,6 +270,22 @@ def test_json_log_lines_name_namespace_and_container(sv_json, sv_rootfs):
     wait_log(sv, lambda ln: ln.get("topic") == "/tasks/delete" and ln.get("id") == cid, "delete")
 
 
+def test_text_log_is_key_value_lines(sv_own, sv_rootfs):
+    """The default format: logrus-style key=value, values with spaces quoted."""
+    sv = sv_own
+    cid = sv.id("text")
+    sv.ctr("run", "--rm", "--rootfs", sv_rootfs, cid, "/bin/true")
+    want = f"msg=event topic=/tasks/exit ns={sv.ns} id={cid} "
+
+    def lines():
+        with open(sv.log_path) as f:
+            return f.read().splitlines()
+    line = wait_for(lambda: [ln for ln in lines() if want in ln], 60, what="the exit's line")[0]
+    assert line.startswith("time=") and " level=info " in line and "exit_status=0" in line
+    serving = [ln for ln in lines() if " msg=serving " in ln]
+    assert serving and f"address={sv.sock}" in serving[0]
+
+
 def test_sighup_rereads_the_log_level(sv_json, sv_rootfs):
     sv = sv_json
     client = sv.client()
@@ -343,6 +359,8 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     cids = [create(sv, client, sv_rootfs, ["sleep", "1000"]) for _ in range(2)]
     client.tasks.Start(tpb.StartRequest(container_id=cids[0]))
     code_of(client.containers.Get, cpb.GetContainerRequest(id="no-such"))
+    sv.ctr("snapshots", "prepare", "metrics-snap")
+    sv.ctr("content", "ingest", "metrics-blob", input="twelve bytes")
     status, ctype, body = http_get(UnixHTTPConnection(sv.metrics))
     assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
     found = samples(body)
@@ -351,6 +369,9 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     assert value(found, "pyrunc_tasks", namespace=sv.ns, status="created") == 1
     assert value(found, "pyrunc_shims", role="container") == 2
     assert value(found, "pyrunc_shims", role="zygote") == 1
+    assert value(found, "pyrunc_snapshots", namespace=sv.ns) == 1
+    assert value(found, "pyrunc_content_blobs", namespace=sv.ns) == 1
+    assert value(found, "pyrunc_content_bytes", namespace=sv.ns) == 12
     get = dict(grpc_type="unary", grpc_service="containerd.services.containers.v1.Containers",
                grpc_method="Get")
     assert value(found, "grpc_server_handled_total", grpc_code="NotFound", **get) == 1, \
@@ -364,8 +385,10 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     assert http_get(UnixHTTPConnection(sv.metrics), method="POST")[0] == 405
     for cid in cids:
         destroy(sv, client, cid)
+    sv.ctr("snapshots", "rm", "metrics-snap")
     found = samples(http_get(UnixHTTPConnection(sv.metrics))[2])
     assert value(found, "pyrunc_containers", namespace=sv.ns) is None
+    assert value(found, "pyrunc_snapshots", namespace=sv.ns) is None
     assert value(found, "pyrunc_shims", role="container") == 0
 
 
