@@ -58,7 +58,6 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     ch = sync.Channel(child.sock)
     bundle = os.path.abspath(opts.bundle)
     log.debug("create: start")
-    hook_pids: list[int] = []
     try:
         state.check_id(container_id)    # (before the config, as runc does: first things first)
         spec = speclib.parse_config(child.config, bundle)
@@ -89,7 +88,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             console = terminal.connect_console_socket(opts.console_socket)
         _create_cgroup(c, spec, mgr)
         log.debug("create: cgroup made")
-        master = _drive_setup(c, spec, ch, child.pid, mgr, hook_pids)
+        master = _drive_setup(c, spec, ch, child.pid, mgr)
         if master is not None:
             if console is not None:
                 from pyrunc import terminal
@@ -105,7 +104,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             foreground.write_pid_file(opts.pid_file, c.pid)
         return c, master
     except BaseException as err:
-        _abort(c, child.pid, mgr, ch, hook_pids)
+        _abort(c, child.pid, mgr, ch)
         if c is None:
             raise       # refused before the ID was claimed: the error speaks for itself
         if _is_hook_failure(err):
@@ -252,7 +251,7 @@ def _create_cgroup(c, spec, mgr) -> None:
     c.cgroup = mgr.to_state()
 
 
-def _drive_setup(c, spec, ch, child: int, mgr, hook_pids: list[int]) -> int | None:
+def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     """Without a user namespace the init was forked into the cgroup's v2 directory (if any) and
     joins the v1 hierarchies itself, through the ``tasks`` files CGROUP brings; with one, it is
     moved here (see _clone_dir)."""
@@ -295,8 +294,8 @@ def _drive_setup(c, spec, ch, child: int, mgr, hook_pids: list[int]) -> int | No
         ch.expect(sync.HOOKS)
         state_json = jsonio.dumps(c.oci_state("creating"))
         def started(pid: int) -> None:
-            """Record each hook before waiting for it (a delete after our death finds it)."""
-            hook_pids.append(pid)
+            """Record each hook before waiting for it (a delete after our death finds it,
+            and so does _abort if we are interrupted while it runs)."""
             record = halfmade.process_record(pid)
             if record:
                 c.setup["hooks"].append(record)
@@ -329,13 +328,13 @@ def _open_for_writing(paths: list[str]) -> list[int]:
     return fds
 
 
-def _abort(c, child: int | None, mgr, ch=None, hook_pids=()) -> None:
+def _abort(c, child: int | None, mgr, ch=None) -> None:
     """Undo a failed create: kill its processes, remove its cgroup and state (``c`` is None
     when the ID was not claimed: someone else's state is never touched)."""
-    if hook_pids:               # runtime-namespace hooks still running (we were interrupted)
-        from pyrunc import halfmade
+    if c is not None and c.setup and c.setup.get("hooks"):
+        from pyrunc import halfmade     # runtime-namespace hooks may still run (interrupted)
         try:
-            halfmade.kill_setup(c, hook_pids)
+            halfmade.kill_setup(c)
         except PyruncError as err:
             log.warn(str(err))
     if child:                   # stage 1 first: then whatever it reported is on the channel

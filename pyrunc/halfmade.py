@@ -152,21 +152,15 @@ def _session_members(leader: int, started: int) -> list[int]:
 
 # --- finishing it -------------------------------------------------------------------------------
 
-def kill_setup(c, hook_pids=()) -> None:
+def kill_setup(c) -> None:
     """SIGKILL every recorded set-up process and hook session and wait for them to go; the
-    cgroup (whose ``destroy`` kills what is in it) is the caller's.  ``hook_pids``: hooks the
-    caller knows of that may not be recorded yet (its own, in memory)."""
+    cgroup (whose ``destroy`` kills what is in it) is the caller's."""
     pidfds = []
     for pid, started in _recorded(c):
         fd = proc.open_pidfd(pid, started)
         if fd is not None:
             pidfds.append(fd)
-    hooks = list(_hooks(c))
-    for pid in hook_pids:
-        started = proc.start_time(pid)
-        if started is not None and (pid, started) not in hooks:
-            hooks.append((pid, started))
-    for leader, started in hooks:
+    for leader, started in _hooks(c):
         fd = proc.open_pidfd(leader, started)   # (perhaps not yet in its own session)
         if fd is not None:
             pidfds.append(fd)
