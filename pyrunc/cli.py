@@ -6,14 +6,16 @@ positional, so ``exec ID sh -c ...`` passes ``-c`` through).  A small table-driv
 that without argparse (whose import alone costs a few ms on every call).
 
 Each command's module is imported only when that command runs.  Errors print one line (see
-:mod:`pyrunc.log`) and exit 1; ``run`` exits with the container's exit code.
+:mod:`pyrunc.log`) and exit with runc's codes: 1, but 3 for an unknown command and 255 for an
+``exec`` that fails after its arguments were accepted (runc's ``fatalWithCode(..., 255)``);
+``run`` and ``exec`` exit with the process's own code.
 """
 
 import sys
 
 from pyrunc.linux import os
 from pyrunc import SPEC_VERSION, log
-from pyrunc.errors import PyruncError
+from pyrunc.errors import Interrupted, PyruncError
 
 VERSION = "0.1.0"
 
@@ -220,13 +222,24 @@ def cmd_exec(g, flags, args):
     if not args:
         raise UsageError('"exec" requires a minimum of 1 argument(s)')
     from pyrunc import execute
-    opts = execute.ExecOptions(
+    try:
+        return execute.run(g["root"], args[0], _exec_options(execute, flags, args))
+    except (PyruncError, OSError) as err:
+        _report(err)
+        return EXEC_FAILED
+
+
+EXEC_FAILED = 255   # runc: any failure of exec past its argument checks
+
+
+def _exec_options(execute, flags, args):
+    return execute.ExecOptions(
         process_file=flags["process"], args=args[1:], tty=flags["tty"],
         console_socket=flags["console-socket"], cwd=flags["cwd"], env=flags["env"],
         user=flags["user"], additional_gids=flags["additional-gids"], caps=flags["cap"],
         no_new_privs=flags["no-new-privs"], detach=flags["detach"],
-        pid_file=flags["pid-file"], preserve_fds=flags["preserve-fds"])
-    return execute.run(g["root"], args[0], opts)
+        pid_file=flags["pid-file"], preserve_fds=flags["preserve-fds"],
+        ignore_paused=flags["ignore-paused"])
 
 
 def cmd_pause(g, flags, args):
@@ -259,7 +272,8 @@ def cmd_events(g, flags, args):
 
 def cmd_update(g, flags, args):
     _need("update", args, exactly=1)
-    from pyrunc import control
+    from pyrunc import control, state
+    state.load(g["root"], args[0]).close()  # (as runc: an unknown container first)
     control.update(g["root"], args[0], control.resources_from_flags(flags, flags["resources"]))
     return 0
 
@@ -305,6 +319,23 @@ COMMANDS = {
              "create a new specification file"),
     "features": (cmd_features, {}, "show the enabled features"),
 }
+
+
+def _asks_help(args: list[str], table: dict) -> bool:
+    """``--help``/``-h`` among the command's flags (before its first positional argument)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--help", "-help", "-h", "--h"):
+            return True
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            return False
+        spec = table.get(arg.lstrip("-").partition("=")[0])
+        spec = table.get(spec) if isinstance(spec, str) else spec
+        if spec is not None and spec[0] != "bool" and "=" not in arg:
+            i += 1      # (its value)
+        i += 1
+    return False
 
 
 def parse_signal(text: str) -> int:
@@ -395,13 +426,15 @@ def main(argv: list[str] | None = None) -> int:
         name, args = rest[0], rest[1:]
         entry = COMMANDS.get(name)
         if entry is None:
-            raise UsageError(f"no such command: {name}")
+            log.error(f"no such command: {name}")
+            return UNKNOWN_COMMAND
         handler, table, _ = entry
         if name in ("create", "run", "exec"):
             from pyrunc import sealed    # these enter containers: run from a read-only exe
             sealed.ensure_sealed()
-        if "--help" in args[:1] or "-h" in args[:1]:
-            sys.stdout.write(f"pyrunc {name}: {entry[2]}\n")
+        if _asks_help(args, table):
+            from pyrunc import clihelp
+            sys.stdout.write(clihelp.render(name, entry[2], table))
             return 0
         flags, args = parse_flags(args, table)
         if name in ("create", "run", "exec"):
@@ -411,11 +444,23 @@ def main(argv: list[str] | None = None) -> int:
             warm.start(3 + passed)
         return handler(g, flags, args)
     except PyruncError as err:
-        log.error(str(err))
+        _report(err)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Interrupted as sig:     # create/run torn down on SIGTERM, SIGINT or SIGHUP
+        return 128 + sig.signum
     except OSError as err:
+        _report(err)
+        return 1
+
+
+UNKNOWN_COMMAND = 3     # runc (urfave/cli): "No help topic for ..."
+
+
+def _report(err: Exception) -> None:
+    if isinstance(err, OSError):
         log.error(str(err) if err.strerror is None else
                   f"{err.filename + ': ' if err.filename else ''}{err.strerror}")
-        return 1
+    else:
+        log.error(str(err))

@@ -172,9 +172,20 @@ def _kill_everything(c) -> None:
 
 
 def delete(root: str, container_id: str, force: bool) -> None:
-    c = state.load(root, container_id, lock=True)
     try:
-        status = c.status()
+        c = state.load(root, container_id, lock=True)
+    except StateError:
+        from pyrunc import halfmade     # a create killed before its first record?
+        if halfmade.remove_stateless(root, container_id):
+            return
+        raise
+    try:
+        if c.creator is not None and not proc.is_alive(*c.creator):
+            from pyrunc import halfmade     # a create that died half-way: finish it
+            halfmade.finish(c)
+            status = "stopped"
+        else:
+            status = c.status()
         if status != "stopped":
             if not force:
                 c.require("delete")

@@ -4,13 +4,17 @@
 ``create`` is the long one:
 
 1. parse and check the bundle — before claiming the ID, so a bad config leaves nothing behind;
-2. claim the ID (mkdir, locked) and write a ``creating`` record naming this process;
-3. make exec.fifo, fork the stage-1 child, and drive the setup protocol (:mod:`pyrunc.sync`):
-   cgroup, id maps, the init's pid, runtime-namespace hooks, the console;
-4. on READY record the init (pid + start time) — the container is ``created``.
+2. claim the ID (mkdir, locked) and write a ``creating`` record naming this process, the
+   stage-1 child and the cgroup's directories — before ``GO`` lets the child act;
+3. make exec.fifo and drive the setup protocol (:mod:`pyrunc.sync`): cgroup, id maps, the
+   init's pid (recorded at once), runtime-namespace hooks (each recorded before it is waited
+   for), the console;
+4. on READY drop the ``creating`` record — the container is ``created``.
 
 If anything fails, :func:`_abort` kills what was started and removes the cgroup and the state
-directory, so the failed create leaves no process, mount, namespace, cgroup or state behind.
+directory, so the failed create leaves no process, mount, namespace, cgroup or state behind;
+SIGTERM, SIGINT and SIGHUP are failures too.  A create killed outright (SIGKILL) leaves a
+record from which ``delete`` finishes the job (:mod:`pyrunc.halfmade`).
 ``run`` is create, then :func:`pyrunc.container.start_record`, and in the foreground a wait
 and a delete.
 """
@@ -45,13 +49,15 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     ``starting``: the caller starts it at once (``run``): exec.fifo's read end is opened now, so
     the init goes on to exec as soon as it is ready instead of waiting for :func:`_release`.
     """
-    from pyrunc import foreground, sync
+    from pyrunc import foreground, halfmade, sync
     from pyrunc import spec as speclib
     from pyrunc.cgroups import warm
+    c = mgr = console = None
+    signals = halfmade.TeardownSignals(
+        running=lambda: c is not None and halfmade.fifo_written(c.fifo_fd))
     ch = sync.Channel(child.sock)
     bundle = os.path.abspath(opts.bundle)
     log.debug("create: start")
-    c = mgr = console = None
     try:
         state.check_id(container_id)    # (before the config, as runc does: first things first)
         spec = speclib.parse_config(child.config, bundle)
@@ -61,8 +67,10 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         c.bundle, c.rootfs, c.created = bundle, spec.root_path, state.now_rfc3339()
         c.annotations, c.config = spec.annotations, spec.raw
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
-        c.save()
+        c.setup = {"stage1": halfmade.process_record(child.pid), "hooks": []}
         mgr = _cgroup_manager(c, spec)
+        c.cgroup = mgr.to_state()   # (its leaves: what delete must find if we die from now on)
+        c.save()
         clone_fd = _clone_dir(mgr, spec, child)
         try:
             _go(ch, c, spec, clone_fd)
@@ -90,7 +98,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             elif not attached:
                 os.close(master)
                 raise SetupError("process.terminal is set: --console-socket is required")
-        c.creator = None
+        c.creator = c.setup = None
         c.save()
         if opts.pid_file:
             foreground.write_pid_file(opts.pid_file, c.pid)
@@ -107,6 +115,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             raise PyruncError(f"create {container_id}: {_os_message(err)}") from None
         raise
     finally:
+        signals.restore()
         warm.stop()
         ch.close()
         if console is not None:
@@ -287,14 +296,27 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     finally:
         for fd in join:
             os.close(fd)
+    # the init, and the cgroup as made (parents included): what a delete must find if we die
+    # from now on (until here the leaves recorded before GO, which hold the init, were enough)
+    c.cgroup = mgr.to_state()
+    c.save()
     from pyrunc import foreground
     foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
     if spec.hooks.prestart or spec.hooks.create_runtime:
         from pyrunc import hooks as hooklib
         ch.expect(sync.HOOKS)
         state_json = jsonio.dumps(c.oci_state("creating"))
-        hooklib.run_all(spec.hooks, "prestart", state_json)
-        hooklib.run_all(spec.hooks, "create_runtime", state_json)
+        def started(pid: int) -> None:
+            """Record each hook before waiting for it (a delete after our death finds it,
+            and so does _abort if we are interrupted while it runs)."""
+            record = halfmade.process_record(pid)
+            if record:
+                c.setup["hooks"].append(record)
+                c.save()
+
+        from pyrunc import halfmade
+        hooklib.run_all(spec.hooks, "prestart", state_json, started)
+        hooklib.run_all(spec.hooks, "create_runtime", state_json, started)
         ch.send_or_explain(sync.HOOKS_DONE)
     master = None
     if spec.process is not None and spec.process.terminal:
@@ -322,6 +344,12 @@ def _open_for_writing(paths: list[str]) -> list[int]:
 def _abort(c, child: int | None, mgr, ch=None) -> None:
     """Undo a failed create: kill its processes, remove its cgroup and state (``c`` is None
     when the ID was not claimed: someone else's state is never touched)."""
+    if c is not None and c.setup and c.setup.get("hooks"):
+        from pyrunc import halfmade     # runtime-namespace hooks may still run (interrupted)
+        try:
+            halfmade.kill_setup(c)
+        except PyruncError as err:
+            log.warn(str(err))
     if child:                   # stage 1 first: then whatever it reported is on the channel
         try:
             os.kill(child, 9)

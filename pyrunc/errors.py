@@ -27,6 +27,16 @@ class CgroupError(PyruncError):
     """A cgroup could not be created, configured, or removed."""
 
 
+class Interrupted(BaseException):
+    """SIGTERM, SIGINT or SIGHUP reached ``create`` or ``run`` during set-up (see
+    :mod:`pyrunc.halfmade`): the half-made container is torn down, then the command exits
+    128 + the signal, as a shell reports a process the signal killed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def describe_oserror(op: str, err: OSError) -> str:
     """``<op> <path>: <strerror>`` — the standard shape of a kernel error in a message."""
     what = f"{op} {err.filename}" if err.filename else op

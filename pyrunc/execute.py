@@ -44,21 +44,29 @@ class ExecOptions:
     detach: bool = False
     pid_file: str = ""
     preserve_fds: int = 0
+    ignore_paused: bool = False
 
 
 def run(root: str, container_id: str, opts: ExecOptions) -> int:
     c = state.load(root, container_id)
     try:
         status = c.status()
-        if status not in state.ALLOWED["exec"]:
-            raise StateError(f'cannot exec in container "{container_id}": it is {status}')
+        if status not in state.ALLOWED["exec"]:     # (--ignore-paused is taken, not used)
+            raise StateError(_refusal(container_id, status))
         proc = build_process(c, opts)
         pidfd = procfs.open_pidfd(c.pid, c.start_time)
         if pidfd is None:
-            raise StateError(f'cannot exec in container "{container_id}": it is stopped')
+            raise StateError(_refusal(container_id, "stopped"))
     finally:
         c.close()
     return _launch(c, proc, pidfd, opts)
+
+
+def _refusal(container_id: str, status: str) -> str:
+    if status == "paused":
+        return (f'cannot exec in container "{container_id}": it is paused '
+                "(use --ignore-paused to override)")
+    return f'cannot exec in container "{container_id}": it is {status}'
 
 
 # --- the process description ---------------------------------------------------------------------
@@ -68,7 +76,10 @@ def build_process(c, opts: ExecOptions):
     from pyrunc import spec as speclib
     if opts.process_file:
         doc = _read_process_file(opts.process_file)
-        proc = speclib.parse_process(doc, "process")
+        try:
+            proc = speclib.parse_process(doc, "process")
+        except ConfigError as err:
+            raise ConfigError(in_process_file(str(err), opts.process_file)) from None
         from pyrunc import validate
         validate.validate_process(doc, f"exec: --process {opts.process_file}")
     else:
@@ -102,6 +113,15 @@ def build_process(c, opts: ExecOptions):
             log.warn(warning)
     _check_cwd(proc.cwd)
     return proc
+
+
+def in_process_file(message: str, path: str) -> str:
+    """A parser error about config.json's ``process`` retold for the file it came from:
+    ``config.json: process.args: ...`` → ``process.json: args: ...``."""
+    for prefix in ("config.json: process.", "config.json: process: "):
+        if message.startswith(prefix):
+            return f"{path}: {message[len(prefix):]}"
+    return message
 
 
 def _read_process_file(path: str) -> dict:
@@ -217,8 +237,12 @@ def _launch(c, proc, pidfd: int, opts: ExecOptions) -> int:
         console = terminal.connect_console_socket(opts.console_socket)
     elif proc.terminal and opts.detach:
         raise SetupError("exec: a terminal needs --console-socket when detached")
-    if not opts.detach:
-        k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    # The process becomes our child when the joining child exits: in the foreground to be
+    # waited for, and detached too, so that a failed exec can reap what it killed (a zombie
+    # left in the container's pid namespace would stop its init from dying: the kernel makes a
+    # dying namespace init wait for every process in it, zombies whose parent is outside
+    # included).
+    k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     ch, child_end = sync.Channel.pair()
     child = os.fork()
     if child == 0:
@@ -280,10 +304,12 @@ def _abort(child: int, pid: int | None) -> None:
                 os.kill(target, 9)
             except ProcessLookupError:
                 pass
-    try:
-        os.waitpid(child, 0)
-    except ChildProcessError:
-        pass
+    for target in (child, pid):
+        if target:
+            try:
+                os.waitpid(target, 0)
+            except ChildProcessError:
+                pass
 
 
 # --- joining child and the process --------------------------------------------------------------

@@ -26,13 +26,14 @@ class HookError(PyruncError):
     pass
 
 
-def run_all(hooks, kind: str, state_json: str) -> None:
-    """Run every hook of ``kind`` (a spec.Hooks attribute) in order; stop at the first failure."""
+def run_all(hooks, kind: str, state_json: str, started=None) -> None:
+    """Run every hook of ``kind`` (a spec.Hooks attribute) in order; stop at the first failure.
+    ``started(pid)``, if given, is told each hook's pid before the hook is waited for."""
     for i, hook in enumerate(getattr(hooks, kind)):
-        run(hook, state_json, f"hooks.{CONFIG_KEYS[kind]}[{i}]")
+        run(hook, state_json, f"hooks.{CONFIG_KEYS[kind]}[{i}]", started)
 
 
-def run(hook, state_json: str, name: str) -> None:
+def run(hook, state_json: str, name: str, started=None) -> None:
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     argv = hook.args or [hook.path]
@@ -42,6 +43,8 @@ def run(hook, state_json: str, name: str) -> None:
     os.close(stdin_r)
     os.close(out_w)
     try:
+        if started is not None:
+            started(pid)
         _feed(stdin_w, state_json.encode())
         output, status = _collect(pid, out_r, hook.timeout)
     finally:

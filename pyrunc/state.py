@@ -13,7 +13,8 @@ The status is derived, never stored, so it cannot go stale:
 * ``created``  — the init lives and exec.fifo exists (it has not run the user's program yet);
 * ``running``  — the init lives and exec.fifo is gone;
 * ``paused``   — running, and its cgroup is frozen;
-* ``stopped``  — the init (pid + start time) is gone, or a create died half way.
+* ``stopped``  — the init (pid + start time) is gone, or a create died half way and nothing of
+  its set-up lives (while something does, ``creating``: see :mod:`pyrunc.halfmade`).
 
 Commands that change a container serialise on ``flock`` of its directory; ``state`` and ``list``
 only read (rename makes every read see a whole file).  The allowed moves are in ``ALLOWED``:
@@ -46,6 +47,7 @@ ALLOWED = {
     "update": ("created", "running", "paused"),
 }
 
+NAME_MAX = 255      # a file name's limit on Linux's filesystems (the state dir is named by the ID)
 _VALID_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -55,8 +57,10 @@ def check_id(container_id: str) -> None:
     if container_id in (".", "..") or not set(container_id) <= _VALID_ID_CHARS:
         raise StateError(f"invalid container id {container_id!r}: only [A-Za-z0-9_+.-] "
                          "are allowed, and not '.' or '..'")
-    if len(container_id) > 1024:
-        raise StateError("invalid container id: longer than 1024 characters")
+    if len(container_id) > NAME_MAX:
+        # the ID names the state directory: refused here, not by mkdir half-way through create
+        raise StateError(f"invalid container id: {len(container_id)} bytes long, more than "
+                         f"the {NAME_MAX} a directory name may have")
 
 
 def now_rfc3339() -> str:
@@ -81,6 +85,7 @@ class Container:
     config: dict = field(dict)      # the config.json document, frozen at create
     cgroup: dict | None = None                      # the cgroup manager's saved state
     creator: list | None = None                     # [pid, start time] while creating
+    setup: dict | None = None       # while creating: set-up processes (see pyrunc.halfmade)
     extra: dict = field(dict)       # room for later features (exec, ...)
     dirfd: int | None = None
     fifo_fd: int | None = None      # exec.fifo's read end, when ``run`` opened it ahead (not saved)
@@ -101,7 +106,10 @@ class Container:
         """The status; without ``tell_paused`` a paused container reads ``running`` (saves a
         look at its cgroup where the difference does not matter)."""
         if self.creator is not None:
-            return "creating" if proc.is_alive(*self.creator) else "stopped"
+            if proc.is_alive(*self.creator):
+                return "creating"
+            from pyrunc import halfmade     # create died half-way: what is left of it?
+            return halfmade.status(self)
         if not proc.is_alive(self.pid, self.start_time):
             return "stopped"
         if os.path.exists(self.fifo_path):
@@ -142,7 +150,7 @@ class Container:
         doc = {"id": self.id, "bundle": self.bundle, "rootfs": self.rootfs, "pid": self.pid,
                "start_time": self.start_time, "created": self.created, "owner": self.owner,
                "annotations": self.annotations, "config": self.config}
-        for key in ("cgroup", "creator"):
+        for key in ("cgroup", "creator", "setup"):
             if getattr(self, key) is not None:
                 doc[key] = getattr(self, key)
         if self.extra:
@@ -185,10 +193,23 @@ def _open_root(root: str, create: bool) -> None:
             raise StateError(f"root {root}: {err.strerror}") from None
 
 
+def _check_name_max(root: str, container_id: str) -> None:
+    import posix
+    try:
+        limit = posix.pathconf(root, "PC_NAME_MAX")
+    except OSError:
+        return
+    if 0 < limit < len(container_id):
+        raise StateError(f"invalid container id: {len(container_id)} bytes long, more than "
+                         f"the {limit} a file name may have under {root}")
+
+
 def create(root: str, container_id: str) -> Container:
     """Claim ``container_id``: mkdir its directory (atomic), lock it, return the record."""
     check_id(container_id)
     _open_root(root, create=True)
+    if len(container_id) > 143:     # (the smallest NAME_MAX in use, eCryptfs's): ask the fs
+        _check_name_max(root, container_id)
     path = os.path.join(root, container_id)
     try:
         os.mkdir(path, 0o711)
@@ -242,7 +263,7 @@ def _read(root: str, container_id: str, dirfd: int) -> Container:
                      start_time=doc.get("start_time"), created=doc.get("created", ""),
                      owner=doc.get("owner", ""), annotations=doc.get("annotations") or {},
                      config=doc.get("config") or {}, cgroup=doc.get("cgroup"),
-                     creator=doc.get("creator"), extra=doc.get("extra") or {}, dirfd=dirfd)
+                     creator=doc.get("creator"), setup=doc.get("setup"), extra=doc.get("extra") or {}, dirfd=dirfd)
 
 
 def remove(container: Container) -> None:

@@ -223,10 +223,10 @@ def test_run_forwards_signals(runtime, tmp_path):
     assert runtime("state", cid).rc == 1       # run deleted it
 
 
-def test_run_keeps_a_signal_sent_before_the_program_starts(runtime):
-    """A signal that reaches ``run`` while it is still creating the container is delivered to
-    the container's process once that exists (runc behaves the same), instead of killing
-    ``run`` half-way and leaving a container behind."""
+def test_run_sigterm_before_the_program_starts_leaves_nothing(runtime):
+    """SIGTERM that reaches ``run`` while it is still creating the container either tears the
+    half-made container down (during set-up: see test_halfmade.py) or, once the container is
+    made, is delivered to its process; ``run`` exits 143 and leaves no container behind."""
     cfg = base_config(["sleep", "30"])
     # no pid namespace: as the init of one, sleep would ignore SIGTERM (no handler)
     cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "pid"]
@@ -241,7 +241,7 @@ def test_run_keeps_a_signal_sent_before_the_program_starts(runtime):
             if "create: start" in line:
                 break
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 128 + signal.SIGTERM     # sleep got it
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM     # torn down, or sleep got it
     finally:
         proc.kill()
         proc.wait()

@@ -132,6 +132,7 @@ def stats_v1(cpu_dir: str | None, cpuacct_dir: str | None) -> dict:
         percpu = [int(x) for x in (files.read_or(cpuacct_dir, "cpuacct.usage_percpu") or "").split()]
         if percpu:
             usage["percpu"] = percpu
+        usage.update(_percpu_modes(cpuacct_dir))
         # cpuacct.stat counts USER_HZ ticks
         hz = os.sysconf("SC_CLK_TCK")
         st = files.flat_keyed(cpuacct_dir, "cpuacct.stat")
@@ -145,6 +146,19 @@ def stats_v1(cpu_dir: str | None, cpuacct_dir: str | None) -> dict:
         throttling = _throttling(st.get("nr_periods", 0), st.get("nr_throttled", 0),
                                  st.get("throttled_time", 0))
     return {"usage": usage, "throttling": throttling}
+
+
+def _percpu_modes(cpuacct_dir: str) -> dict:
+    """``percpu_kernel`` and ``percpu_user`` (ns) from cpuacct.usage_all, as runc reports them:
+    a header line ``cpu user system``, then one line per CPU."""
+    lines = (files.read_or(cpuacct_dir, "cpuacct.usage_all") or "").splitlines()[1:]
+    user, kernel = [], []
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            user.append(int(fields[1]))
+            kernel.append(int(fields[2]))
+    return {"percpu_kernel": kernel, "percpu_user": user} if lines and user else {}
 
 
 def usage_ns(stats: dict) -> int:
