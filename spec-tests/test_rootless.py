@@ -206,6 +206,19 @@ def test_foreground_exit_code_and_output(rl, user):
     assert (res.returncode, res.stdout, res.stderr) == (7, "out\n", "err\n"), res
 
 
+def test_process_settings(rl, user):
+    """oomScoreAdj (written by stage 1 to its own /proc/self while still dumpable), rlimits
+    within the user's own, a non-root user inside, hostname."""
+    cfg = rootless_config(user, ["sh", "-c", "cat /proc/self/oom_score_adj; ulimit -n; id -u; "
+                                 "hostname"], multi=True)
+    cfg["process"]["oomScoreAdj"] = 500
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+    res = rl.run(cfg)
+    assert res.returncode == 0, res
+    assert res.stdout.split() == ["500", "123", "1000", "pyrunc-test"], res
+
+
 # --- refused, clearly, leaving nothing ----------------------------------------------------------
 
 def _refused(rl, res, *words):

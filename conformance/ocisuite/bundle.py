@@ -169,6 +169,8 @@ class Bundle:
     def set_namespaces(self, types: list[str]) -> None:
         """Replace the namespace list; without a uts namespace the hostname goes too
         (setting it would rename the host)."""
+        if rootless_ids() and "user" not in types:
+            types = [*types, "user"]    # (rootless: the baseline's maps need it)
         self.linux["namespaces"] = [{"type": t} for t in types]
         if "uts" not in types:
             self.config.pop("hostname", None)
