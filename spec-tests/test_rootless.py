@@ -274,9 +274,14 @@ def test_device_node_is_bound_from_the_host_or_refused(rl, user):
     cfg["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
     res = rl.run(cfg)
     assert res.returncode == 0 and "1,  11" in res.stdout, res
+    # a node named the container's own way: the host's node of that number is bound
+    cfg = rootless_config(user, ["sh", "-c", "ls -l /dev/my-null; echo x > /dev/my-null"])
+    cfg["linux"]["devices"] = [{"path": "/dev/my-null", "type": "c", "major": 1, "minor": 3}]
+    res = rl.run(cfg, cid="c2")
+    assert res.returncode == 0 and "1,   3" in res.stdout, res
     cfg["linux"]["devices"] = [{"path": "/dev/pyrunc-none", "type": "b", "major": 7,
                                 "minor": 250}]
-    _refused(rl, rl.run(cfg, cid="c2"), "/dev/pyrunc-none")
+    _refused(rl, rl.run(cfg, cid="c3"), "/dev/pyrunc-none", "no b 7:250")
 
 
 def test_systemd_cgroup_is_refused(rl, user):
