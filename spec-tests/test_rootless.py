@@ -264,7 +264,8 @@ def test_hard_rlimit_above_the_users_is_refused(rl, user):
     hard = int(user.run(["sh", "-c", "ulimit -Hn"]).stdout)
     cfg = rootless_config(user, ["true"])
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 64, "hard": hard + 1}]
-    _refused(rl, rl.run(cfg), "RLIMIT_NOFILE", "Operation not permitted")
+    _refused(rl, rl.run(cfg), "process.rlimits", "RLIMIT_NOFILE", "Operation not permitted",
+             "rootless")
 
 
 def test_device_node_is_bound_from_the_host_or_refused(rl, user):
