@@ -347,6 +347,16 @@ def usage() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str:
+    """The git commit of the source tree, as runc's ``commit:`` line: read from the repository's
+    files by the supervisor's version module (both ship in this package), 'unknown' without."""
+    try:
+        from supervisor.version import revision
+    except ImportError:
+        return "unknown"
+    return revision()
+
+
 def entry() -> None:
     """The console script: run :func:`main` and leave at once.
 
@@ -372,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         g, rest = parse_flags(argv, GLOBAL_FLAGS)
         log.configure(g["log"], g["log-format"], g["debug"])
         if g["version"] or g["v"]:
-            sys.stdout.write(f"pyrunc version {VERSION}\nspec: {SPEC_VERSION}\n")
+            sys.stdout.write(f"pyrunc version {VERSION}\ncommit: {_commit()}\n"
+                             f"spec: {SPEC_VERSION}\n")
             return 0
         if g["help"] or g["h"] or not rest or rest[0] in ("help", "h"):
             sys.stdout.write(usage())

@@ -37,6 +37,10 @@ class Unimplemented(SupervisorError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class OutOfRange(SupervisorError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
 BY_NAME = {
     "NotFound": NotFound,
     "AlreadyExists": AlreadyExists,

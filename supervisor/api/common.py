@@ -7,6 +7,7 @@ from supervisor.errors import FailedPrecondition, InvalidArgument, SupervisorErr
 from supervisor.checks import validate_id
 
 NS_KEY = "containerd-namespace"
+LEASE_KEY = "containerd-lease"
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
 
@@ -20,6 +21,14 @@ def namespace(context) -> str:
                 raise InvalidArgument(str(e)) from None
             return value
     raise FailedPrecondition("namespace is required")
+
+
+def lease_of(context) -> str:
+    """The lease the call works under (``containerd-lease`` metadata), or ''."""
+    for key, value in context.invocation_metadata() or ():
+        if key == LEASE_KEY:
+            return value
+    return ""
 
 
 def rpc(fn):

@@ -16,6 +16,7 @@ class Leases(grpc_pb.LeasesServicer):
     def __init__(self, services):
         self.store = services.get("store")
         self.leases = services.get("leases")
+        self.services = services
 
     @rpc
     async def Create(self, request, context):
@@ -31,6 +32,7 @@ class Leases(grpc_pb.LeasesServicer):
     @rpc
     async def Delete(self, request, context):
         self.leases.delete(namespace(context), request.id)
+        await collect_garbage(self.services, request.sync)
         return empty_pb2.Empty()
 
     @rpc
@@ -63,6 +65,19 @@ class Leases(grpc_pb.LeasesServicer):
     async def ListResources(self, request, context):
         rows = self.leases.resources(namespace(context), request.id)
         return pb.ListResourcesResponse(resources=[pb.Resource(id=i, type=t) for i, t in rows])
+
+
+async def collect_garbage(services, sync: bool) -> None:
+    """What a deleted lease held may now be garbage: collect now (``sync``) or soon."""
+    import asyncio
+    try:
+        gc = services.get("gc")
+    except KeyError:
+        return
+    if sync:
+        await asyncio.to_thread(gc.collect)
+    else:
+        gc.schedule()
 
 
 def register(server, services) -> None:

@@ -1,0 +1,71 @@
+"""Diff: Apply a layer from the content store onto a snapshot's mounts (supervisor/diff/apply.py).
+
+The mounts are the ones Snapshots.Prepare returned: a bind mount (the layer goes into its source,
+whiteouts as removals) or an overlay (the layer goes into its upper directory, whiteouts as
+overlay whiteouts) — nothing is mounted to apply. The answer is the uncompressed layer's
+descriptor, whose digest is the diff ID clients check against the image config.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from supervisor.api.common import namespace, rpc
+from supervisor.diff.apply import LayerError, apply_layer
+from supervisor.errors import InvalidArgument, Unimplemented
+from supervisor.gen.containerd.services.diff.v1 import diff_pb2 as pb, diff_pb2_grpc as grpc_pb
+from supervisor.gen.containerd.types import descriptor_pb2
+
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def is_layer(media_type: str) -> bool:
+    return (media_type.startswith(("application/vnd.oci.image.layer.",
+                                   "application/vnd.docker.image.rootfs.diff.tar"))
+            and "foreign" not in media_type and "nondistributable" not in media_type)
+
+
+def apply_target(mounts) -> tuple[str, str]:
+    """(directory, mode) a layer is written to for these mounts."""
+    if len(mounts) != 1:
+        raise Unimplemented(f"apply onto {len(mounts)} mounts: one bind or overlay mount only")
+    m = mounts[0]
+    if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
+        if "ro" in m.options:
+            raise InvalidArgument("apply onto a read-only mount")
+        return m.source, "native"
+    if m.type == "overlay":
+        for opt in m.options:
+            if opt.startswith("upperdir="):
+                return opt[len("upperdir="):], "overlay"
+        raise InvalidArgument("apply onto an overlay without an upper directory (a view)")
+    raise Unimplemented(f"apply onto a {m.type!r} mount")
+
+
+class Diff(grpc_pb.DiffServicer):
+    def __init__(self, services):
+        self.content = services.get("content")
+
+    @rpc
+    async def Apply(self, request, context):
+        ns = namespace(context)
+        desc = request.diff
+        if not is_layer(desc.media_type):
+            raise Unimplemented(f"unsupported layer media type {desc.media_type!r}")
+        target, mode = apply_target(list(request.mounts))
+        blob = self.content.open_blob(ns, desc.digest)
+        try:
+            diff_id, size = await asyncio.to_thread(apply_layer, blob, target, mode, desc.digest)
+        except LayerError as e:
+            raise InvalidArgument(f"apply layer {desc.digest}: {e}") from None
+        finally:
+            blob.close()
+        return pb.ApplyResponse(applied=descriptor_pb2.Descriptor(
+            media_type=LAYER_TAR, digest=diff_id, size=size))
+
+    @rpc
+    async def Diff(self, request, context):
+        raise Unimplemented("Diff: making a layer from two snapshots is not implemented")
+
+
+def register(server, services) -> None:
+    grpc_pb.add_DiffServicer_to_server(Diff(services), server)

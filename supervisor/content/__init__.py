@@ -1,0 +1,1 @@
+"""The content store: blobs by digest, written through resumable ingests (see store.py)."""

@@ -1,0 +1,1 @@
+"""Layers: apply.py unpacks one (tar, gzip, zstd) into a snapshot's directory, safely."""
