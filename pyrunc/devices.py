@@ -84,15 +84,37 @@ def _set_owner_mode(parent: int, name: str, dev: Device) -> None:
                  dir_fd=parent, follow_symlinks=False)
 
 
-def _bind_host_node(rootfd: int, parent: int, name: str, dev: Device) -> None:
-    """In a user namespace: bind the host's node (which must be that device) onto a new file."""
+def _host_node(dev: Device) -> int:
+    """An O_PATH fd on the host's node of ``dev``: the one at the same path if it is that
+    device, else the first one of that type and number in /dev (a container may name a node
+    its own way: ``/dev/mynull`` 1:3); SetupError if the host has none."""
     try:
         src = os.open(dev.path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as err:
-        raise SetupError(f"device {dev.path}: cannot bind from the host: {err.strerror}") from None
-    with closing(src):
-        if not _matches(os.fstat(src), dev):
-            raise SetupError(f"device {dev.path}: the host's node is not {dev.major}:{dev.minor}")
+    except OSError:
+        src = None
+    if src is not None:
+        if _matches(os.fstat(src), dev):
+            return src
+        os.close(src)
+    for directory in ("/dev", "/dev/char", "/dev/block"):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for entry in names:
+            path = os.path.join(directory, entry)
+            try:
+                if _matches(os.stat(path, follow_symlinks=False), dev):
+                    return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+    raise SetupError(f"device {dev.path}: the host has no {dev.type} {dev.major}:{dev.minor} "
+                     "node to bind (a user namespace cannot mknod)")
+
+
+def _bind_host_node(rootfd: int, parent: int, name: str, dev: Device) -> None:
+    """In a user namespace: bind the host's node of that device onto a new file."""
+    with closing(_host_node(dev)) as src:
         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o644, dir_fd=parent))
         with closing(os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -108,19 +108,20 @@ def stage1(ctx: Context, flags: int, cgroup_fd: int | None, namespaces_done: boo
     try:
         if not namespaces_done:
             namespaces.join(ctx.spec.linux.namespaces)
+            # rootless: the parent (and newuidmap) can open our /proc/<pid>/uid_map, and we our
+            # own /proc/self/oom_score_adj, only while we are dumpable (runc's stage 1 has the
+            # same window); root needs none.  Nothing of the container runs yet.
+            rootless = bool(flags & k.CLONE_NEWUSER) and os.geteuid() != 0
+            if rootless:
+                k.prctl(k.PR_SET_DUMPABLE, 1)
             if flags & k.CLONE_NEWUSER:
-                # rootless: the parent (and newuidmap) can open our /proc/<pid>/uid_map only
-                # while we are dumpable (as runc's stage 1 does); root needs no such window
-                rootless = os.geteuid() != 0
-                if rootless:
-                    k.prctl(k.PR_SET_DUMPABLE, 1)
                 k.unshare(k.CLONE_NEWUSER)
                 ch.send(sync.USERNS)
                 ch.expect(sync.PROCEED)
-                if rootless:
-                    k.prctl(k.PR_SET_DUMPABLE, 0)
             _unshare_rest(ctx.spec.linux, flags)
             _identity(ctx.spec, ctx.container_id, ctx.no_new_keyring)
+            if rootless:
+                k.prctl(k.PR_SET_DUMPABLE, 0)
         if sync.fork_reporting_pid(ch, cgroup_fd) == 0:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)

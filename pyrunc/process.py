@@ -33,8 +33,12 @@ def apply_rlimits(rlimits) -> None:
         try:
             k.setrlimit(RLIMITS[rl.type], soft, hard)
         except OSError as err:
-            raise SetupError(f"setrlimit {rl.type} ({rl.soft}, {rl.hard}): {err.strerror}") \
-                from None
+            why = err.strerror
+            if err.errno == 1:      # EPERM: above the hard limit the runtime itself has
+                why += " (a hard limit above the runtime's own needs CAP_SYS_RESOURCE on the " \
+                       "host: not for a rootless runtime)"
+            raise SetupError(f"process.rlimits: setrlimit {rl.type} ({rl.soft}, {rl.hard}): "
+                             f"{why}") from None
 
 
 def write_oom_score_adj(value: int) -> None:

@@ -206,6 +206,19 @@ def test_foreground_exit_code_and_output(rl, user):
     assert (res.returncode, res.stdout, res.stderr) == (7, "out\n", "err\n"), res
 
 
+def test_process_settings(rl, user):
+    """oomScoreAdj (written by stage 1 to its own /proc/self while still dumpable), rlimits
+    within the user's own, a non-root user inside, hostname."""
+    cfg = rootless_config(user, ["sh", "-c", "cat /proc/self/oom_score_adj; ulimit -n; id -u; "
+                                 "hostname"], multi=True)
+    cfg["process"]["oomScoreAdj"] = 500
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+    res = rl.run(cfg)
+    assert res.returncode == 0, res
+    assert res.stdout.split() == ["500", "123", "1000", "pyrunc-test"], res
+
+
 # --- refused, clearly, leaving nothing ----------------------------------------------------------
 
 def _refused(rl, res, *words):
@@ -251,7 +264,8 @@ def test_hard_rlimit_above_the_users_is_refused(rl, user):
     hard = int(user.run(["sh", "-c", "ulimit -Hn"]).stdout)
     cfg = rootless_config(user, ["true"])
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 64, "hard": hard + 1}]
-    _refused(rl, rl.run(cfg), "RLIMIT_NOFILE", "Operation not permitted")
+    _refused(rl, rl.run(cfg), "process.rlimits", "RLIMIT_NOFILE", "Operation not permitted",
+             "rootless")
 
 
 def test_device_node_is_bound_from_the_host_or_refused(rl, user):
@@ -261,9 +275,14 @@ def test_device_node_is_bound_from_the_host_or_refused(rl, user):
     cfg["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
     res = rl.run(cfg)
     assert res.returncode == 0 and "1,  11" in res.stdout, res
+    # a node named the container's own way: the host's node of that number is bound
+    cfg = rootless_config(user, ["sh", "-c", "ls -l /dev/my-null; echo x > /dev/my-null"])
+    cfg["linux"]["devices"] = [{"path": "/dev/my-null", "type": "c", "major": 1, "minor": 3}]
+    res = rl.run(cfg, cid="c2")
+    assert res.returncode == 0 and "1,   3" in res.stdout, res
     cfg["linux"]["devices"] = [{"path": "/dev/pyrunc-none", "type": "b", "major": 7,
                                 "minor": 250}]
-    _refused(rl, rl.run(cfg, cid="c2"), "/dev/pyrunc-none")
+    _refused(rl, rl.run(cfg, cid="c3"), "/dev/pyrunc-none", "no b 7:250")
 
 
 def test_systemd_cgroup_is_refused(rl, user):

@@ -78,8 +78,15 @@ class TestUser:
         return path
 
 
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
 def _subid_range(path: str, name: str) -> tuple[int, int]:
-    for line in Path(path).read_text().splitlines():
+    for line in _lines(path):
         fields = line.split(":")
         if len(fields) == 3 and fields[0] == name:
             return int(fields[1]), int(fields[2])
@@ -90,7 +97,7 @@ def _free_subid_start(count: int) -> int:
     """The start of a range no entry of /etc/subuid or /etc/subgid overlaps."""
     end = 100000
     for path in ("/etc/subuid", "/etc/subgid"):
-        for line in Path(path).read_text().splitlines():
+        for line in _lines(path):
             fields = line.split(":")
             if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
                 end = max(end, int(fields[1]) + int(fields[2]))
@@ -117,6 +124,9 @@ def create() -> TestUser:
         except RuntimeError:        # useradd did not allocate ranges (login.defs): add our own
             start = _free_subid_start(SUBID_COUNT)
             last = start + SUBID_COUNT - 1
+            for path in ("/etc/subuid", "/etc/subgid"):     # (a machine without any yet)
+                if not os.path.exists(path):
+                    Path(path).touch(mode=0o644)
             subprocess.run(["usermod", "--add-subuids", f"{start}-{last}",
                             "--add-subgids", f"{start}-{last}", name],
                            check=True, capture_output=True, text=True)
@@ -184,6 +194,8 @@ def _drop_subid_lines(name: str) -> None:
     """Remove the user's lines from /etc/subuid and /etc/subgid if userdel left them."""
     for path in ("/etc/subuid", "/etc/subgid"):
         p = Path(path)
+        if not p.exists():
+            continue
         lines = p.read_text().splitlines(keepends=True)
         kept = [line for line in lines if line.split(":", 1)[0] != name]
         if kept != lines:

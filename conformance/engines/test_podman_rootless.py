@@ -194,6 +194,24 @@ def test_detached_logs_exec(pm):
     assert (res.returncode, res.stdout) == (0, "from-exec /tmp 1000\n"), describe(res)
 
 
+def test_exec_and_run_with_a_terminal(pm, podman):
+    """-t: the container gets a pty of its own, sized as the caller's terminal."""
+    user = podman.user
+    env = dict(user.env, **podman.env)
+    name = pm.detached("echo ready; while :; do sleep 0.2; done")
+    pm.logs_contain(name, "ready")
+    argv = ["podman", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+            "--runtime", pm.runtime]
+    rc, out = el.run_in_pty(user.argv(argv + ["exec", "-t", name, "sh", "-c",
+                                              "tty; stty size; exit 3"]),
+                            env=env, cwd=podman.cwd, rows=30, cols=100, timeout=120)
+    assert rc == 3 and "/dev/pts/" in out and "30 100" in out, out
+    rc, out = el.run_in_pty(user.argv(argv + ["run", "-it", "--rm", *pm.run_opts(pm.name()),
+                                              IMAGE, "sh", "-c", "tty; exit 4"]),
+                            env=env, cwd=podman.cwd, timeout=120)
+    assert rc == 4 and "/dev/pts/0" in out, out
+
+
 def test_stop_delivers_sigterm(pm):
     name = pm.detached("trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done")
     pm.logs_contain(name, "ready")

@@ -41,8 +41,40 @@ PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
 GROUP = "root:x:0:\nuser:x:1000:\nextra:x:1001:\nnogroup:x:65534:\n"
 
 
+def rootless_ids() -> dict | None:
+    """``$OCISUITE_ROOTLESS`` (set by conformance/run_rootless.py, which runs the suite as an
+    unprivileged user): ``UID:GID:SUBUID:SUBGID:COUNT``, else None."""
+    value = os.environ.get("OCISUITE_ROOTLESS", "")
+    if not value:
+        return None
+    uid, gid, subuid, subgid, count = (int(x) for x in value.split(":"))
+    return {"uid": uid, "gid": gid, "subuid": subuid, "subgid": subgid, "count": count}
+
+
+def make_rootless(config: dict, ids: dict) -> dict:
+    """The baseline as rootless engines send it (podman's shape): a user namespace mapping the
+    user to root and its subordinate range after it, no network namespace of its own (so the
+    host's /sys is bound instead of mounting sysfs)."""
+    linux = config["linux"]
+    linux["namespaces"] = [{"type": t} for t in BASE_NAMESPACES if t != "network"] + [
+        {"type": "user"}]
+    for key, own, sub in (("uidMappings", "uid", "subuid"), ("gidMappings", "gid", "subgid")):
+        linux[key] = [{"containerID": 0, "hostID": ids[own], "size": 1},
+                      {"containerID": 1, "hostID": ids[sub], "size": ids["count"]}]
+    config["mounts"] = [m for m in config["mounts"] if m["type"] != "sysfs"] + [
+        {"destination": "/sys", "type": "none", "source": "/sys",
+         "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
+    return config
+
+
 def baseline_config(args: list[str] | None = None) -> dict:
-    """A fresh copy of the suite's baseline config.json."""
+    """A fresh copy of the suite's baseline config.json (rootless: see make_rootless)."""
+    config = _baseline(args)
+    ids = rootless_ids()
+    return make_rootless(config, ids) if ids else config
+
+
+def _baseline(args: list[str] | None) -> dict:
     caps = list(BASE_CAPS)
     return copy.deepcopy({
         "ociVersion": OCI_VERSION,
@@ -102,7 +134,8 @@ class RootfsBuilder:
         (dest / "etc" / "passwd").write_text(PASSWD)
         (dest / "etc" / "group").write_text(GROUP)
         (dest / "etc" / "hostname").write_text("ocisuite\n")
-        os.chown(dest / "home" / "user", 1000, 1000)
+        if os.geteuid() == 0:   # (rootless: the user cannot give files away)
+            os.chown(dest / "home" / "user", 1000, 1000)
 
 
 class Bundle:
@@ -136,6 +169,8 @@ class Bundle:
     def set_namespaces(self, types: list[str]) -> None:
         """Replace the namespace list; without a uts namespace the hostname goes too
         (setting it would rename the host)."""
+        if rootless_ids() and "user" not in types:
+            types = [*types, "user"]    # (rootless: the baseline's maps need it)
         self.linux["namespaces"] = [{"type": t} for t in types]
         if "uts" not in types:
             self.config.pop("hostname", None)
