@@ -477,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("inspect", help="show a container as JSON").add_argument("containers", nargs="+")
     add("events", help="print events").add_argument("filters", nargs="*")
     add("stats", help="resource usage").add_argument("containers", nargs="*")
+    from supervisor import ctl_images
+    ctl_images.add_parsers(add)
     return ap
 
 
@@ -487,6 +489,9 @@ def main(argv=None) -> int:
         return EXIT_ERROR
     ctl = Ctl(args)
     try:
+        if not hasattr(ctl, "cmd_" + args.cmd):
+            from supervisor import ctl_images
+            return getattr(ctl_images, "cmd_" + args.cmd)(ctl, args)
         return getattr(ctl, "cmd_" + args.cmd)(args)
     except CtlError as e:
         print(f"pyrunc-ctl: {e}", file=sys.stderr)

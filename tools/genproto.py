@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
 OUT = ROOT / "supervisor" / "gen"
 # Top-level proto packages whose generated modules live in supervisor/gen.
-LOCAL_ROOTS = ("containerd", "google.rpc")
+LOCAL_ROOTS = ("containerd", "google.rpc", "pyrunc")
 IMPORT_RE = re.compile(r"^(from|import) (%s)\b" % "|".join(re.escape(r) for r in LOCAL_ROOTS),
                        re.MULTILINE)
 

@@ -5,7 +5,7 @@ def register(server, services) -> None:
     """Add every servicer to ``server``; each takes what it needs from ``services`` (a
     supervisor.services.Registry)."""
     from supervisor.api import (containers, content, diff, events, images, leases, meta,
-                                namespaces, snapshots, tasks)
+                                namespaces, pull, snapshots, tasks)
     for mod in (meta, namespaces, containers, tasks, events, leases, content, snapshots, diff,
-                images):
+                images, pull):
         mod.register(server, services)
