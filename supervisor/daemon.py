@@ -34,6 +34,7 @@ class Config:
     root: str = DEFAULT_ROOT
     runtime: str = DEFAULT_RUNTIME
     runtime_root: str = ""
+    registries: str = ""  # JSON file: per-registry insecure, credentials, mirrors
 
     def __post_init__(self):
         self.runtime_root = self.runtime_root or os.path.join(self.state, "runtime")
@@ -110,6 +111,8 @@ class Daemon:
         from supervisor.images.store import Images
         from supervisor.metadata.gc import Collector
         self.services.add("images", Images(store))
+        from supervisor.images.remote import load_hosts
+        self.services.add("registry_hosts", load_hosts(self.config.registries))
         self.services.add("gc", Collector(store, leases, self.services.get("content"),
                                           snapshotters, self.services.get("images")))
 
@@ -213,10 +216,14 @@ def parse_args(argv=None) -> Config:
                     help="default OCI runtime binary, runc-compatible (default %(default)s)")
     ap.add_argument("--runtime-root", default="",
                     help="the runtime's --root, per namespace below it (default STATE/runtime)")
+    ap.add_argument("--registry-config", default="",
+                    help="JSON file of registry hosts: {\"hosts\": {\"HOST[:PORT]\": {\"insecure\": "
+                         "bool, \"username\": .., \"password\": .., \"mirrors\": [HOST..]}}}")
     args = ap.parse_args(argv)
     paths = [os.path.abspath(p) for p in (args.address, args.state, args.root)]
     runtime_root = os.path.abspath(args.runtime_root) if args.runtime_root else ""
-    return Config(paths[0], paths[1], paths[2], resolve_runtime(args.runtime), runtime_root)
+    return Config(paths[0], paths[1], paths[2], resolve_runtime(args.runtime), runtime_root,
+                  os.path.abspath(args.registry_config) if args.registry_config else "")
 
 
 def main(argv=None) -> int:

@@ -145,3 +145,32 @@ def test_images_api(sv):
             grpc.StatusCode.NOT_FOUND
     finally:
         ch.close()
+
+
+def test_import_export_round_trip(sv):
+    """ctr images import of an OCI layout tarball, export (OCI layout with docker's
+    manifest.json), and import of that export into another namespace, which then runs."""
+    import shutil
+    import subprocess
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    other = sv.ns + "x"
+    name = "example.com/imported:" + sv.id("t")
+    try:
+        busybox_image(os.path.join(d, "img"))
+        subprocess.run(["tar", "-C", os.path.join(d, "img"), "-cf", os.path.join(d, "in.tar"),
+                        "."], check=True)
+        sv.ctr("images", "import", "--index-name", name, os.path.join(d, "in.tar"))
+        sv.ctr("images", "export", os.path.join(d, "out.tar"), name)
+        listing = subprocess.run(["tar", "-tf", os.path.join(d, "out.tar")], capture_output=True,
+                                 text=True, check=True).stdout.split()
+        assert {"index.json", "manifest.json", "oci-layout"} <= set(listing)
+        sv.ctr("images", "import", os.path.join(d, "out.tar"), namespace=other)
+        assert name in sv.ctr("images", "ls", "-q", namespace=other).stdout.split()
+        res = sv.ctr("run", "--rm", name, sv.id("imp"), "echo", "imported", namespace=other)
+        assert res.stdout.strip() == "imported"
+    finally:
+        for ns in (sv.ns, other):
+            for ref in sv.ctr("images", "ls", "-q", namespace=ns, check=False).stdout.split():
+                if ref == name or ref.startswith("import-"):
+                    sv.ctr("images", "rm", "--sync", ref, namespace=ns, check=False)
+        shutil.rmtree(d, ignore_errors=True)

@@ -21,15 +21,16 @@ from supervisor.gen.pyrunc.services.pull.v1 import pull_pb2, pull_pb2_grpc
 class NetSupervisor(Supervisor):
     """A daemon started inside the registry's network namespace."""
 
-    def __init__(self, registry):
+    def __init__(self, registry, extra=()):
         super().__init__()
         self.registry = registry
+        self.extra = list(extra)
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.registry.nsenter(
             [PYTHON, "-m", "supervisor.daemon", "--address", self.sock, "--state", self.state,
-             "--root", self.root, "--runtime", self.runtime]),
+             "--root", self.root, "--runtime", self.runtime] + self.extra),
             cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         wait_for(self._answers, 20, what=f"daemon socket (log: {self.log_path})")
@@ -113,3 +114,34 @@ def test_other_platform_and_errors(net):
     code, details = code_of(pull, sv, ref)
     assert code != grpc.StatusCode.OK and ref in details
     assert on_disk(sv) == {"blobs": [], "ingests": [], "snapshots": []}
+
+
+def test_htpasswd_registry_needs_the_configured_credentials(sv_rootfs):
+    """docker-registry with htpasswd auth: without credentials the pull fails as unauthorized;
+    with them in the daemon's --registry-config it succeeds (Basic from WWW-Authenticate)."""
+    import json
+    reg = Registry(auth=("svtuser", "s3cret-pw"))
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    daemons = []
+    try:
+        reg.start()
+        busybox_image(os.path.join(d, "img"))
+        ref = reg.push(os.path.join(d, "img"), "private:latest")
+        anon = NetSupervisor(reg).start()
+        daemons.append(anon)
+        code, details = code_of(pull, anon, ref, plain_http=True)
+        assert code != grpc.StatusCode.OK and "unauthorized" in details and ref in details
+        cfg = os.path.join(d, "registries.json")
+        with open(cfg, "w") as f:
+            json.dump({"hosts": {reg.host: {"username": "svtuser", "password": "s3cret-pw"}}}, f)
+        authed = NetSupervisor(reg, ["--registry-config", cfg]).start()
+        daemons.append(authed)
+        assert pull(authed, ref, plain_http=True)[-1].image == ref
+        res = authed.ctr("run", "--rm", ref, authed.id("auth"), "echo", "private")
+        assert res.stdout.strip() == "private"
+    finally:
+        for daemon in daemons:
+            daemon.cleanup()
+        reg.stop()
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)

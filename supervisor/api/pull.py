@@ -35,7 +35,8 @@ class Pull(grpc_pb.PullServicer):
             loop.call_soon_threadsafe(queue.put_nowait, event)
         try:
             puller = Puller(self.services, ns, request.ref, request.plain_http, request.platform,
-                            snapshotter, not request.no_unpack, progress)
+                            snapshotter, not request.no_unpack, progress,
+                            self.services.get("registry_hosts"))
         except PullError as e:
             raise InvalidArgument(str(e)) from None
         job = loop.run_in_executor(None, puller.run)

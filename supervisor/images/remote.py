@@ -92,6 +92,21 @@ class HostConfig:
     mirrors: list[str] = field(default_factory=list)
 
 
+def load_hosts(path: str) -> dict[str, HostConfig]:
+    """The daemon's registry configuration (``--registry-config``): a JSON file
+    ``{"hosts": {"HOST[:PORT]": {"insecure": .., "username": .., "password": .., "mirrors": [..]}}}``.
+    No file, no entries."""
+    if not path:
+        return {}
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for host, cfg in (data.get("hosts") or {}).items():
+        out[host] = HostConfig(bool(cfg.get("insecure")), str(cfg.get("username", "")),
+                               str(cfg.get("password", "")), list(cfg.get("mirrors") or []))
+    return out
+
+
 def is_local(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return name in ("localhost", "[::1]", "::1") or name.startswith("127.")
