@@ -31,8 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [os.path.join(REPO, "spec-tests", "supervisor"), REPO, HERE]
 
-from layers import Layer  # noqa: E402  (the tests' image builders)
-from registry import Registry, busybox_image  # noqa: E402
+from sv_layers import Layer  # noqa: E402  (the tests' image builders)
+from sv_registry import Registry, busybox_image  # noqa: E402
 from run import CONTAINERD, CTR, PYTHON, Containerd, Supervisor, wait_socket  # noqa: E402
 
 

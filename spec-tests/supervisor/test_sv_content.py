@@ -13,7 +13,7 @@ import threading
 import grpc
 import pytest
 
-from layers import held_metadata
+from sv_layers import held_metadata
 from sv_harness import code_of, wait_for
 from supervisor.gen.containerd.services.content.v1 import content_pb2 as pb, content_pb2_grpc
 

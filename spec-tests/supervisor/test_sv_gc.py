@@ -12,8 +12,8 @@ import tempfile
 
 import pytest
 
-from layers import Layer
-from registry import Registry, busybox_image
+from sv_layers import Layer
+from sv_registry import Registry, busybox_image
 from sv_harness import CTR, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -10,8 +10,8 @@ import tempfile
 import grpc
 import pytest
 
-from layers import Layer
-from registry import REGISTRY, SKOPEO, Registry, busybox_image
+from sv_layers import Layer
+from sv_registry import REGISTRY, SKOPEO, Registry, busybox_image
 from sv_harness import CTR, code_of
 from supervisor.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from supervisor.gen.containerd.types import descriptor_pb2

@@ -12,8 +12,8 @@ import tempfile
 import grpc
 import pytest
 
-from layers import Layer
-from registry import Registry, busybox_image
+from sv_layers import Layer
+from sv_registry import Registry, busybox_image
 from sv_harness import PYTHON, ROOT, Supervisor, code_of, wait_for
 from supervisor.gen.pyrunc.services.pull.v1 import pull_pb2, pull_pb2_grpc
 

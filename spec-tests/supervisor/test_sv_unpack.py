@@ -12,7 +12,7 @@ import tempfile
 import grpc
 import pytest
 
-from layers import Layer, digest, held_metadata, huge_pax_header
+from sv_layers import Layer, digest, held_metadata, huge_pax_header
 from supervisor import mounts as mountmod
 from supervisor.diff.apply import LayerError, apply_layer
 from supervisor.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from layers import Layer, digest
+from sv_layers import Layer, digest
 from sv_harness import BUSYBOX, wait_for
 
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
