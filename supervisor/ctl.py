@@ -73,15 +73,42 @@ class Ctl:
 
     # -- run ----------------------------------------------------------------------------------------
     def cmd_run(self, a) -> int:
+        from supervisor import ctl_images
         name = a.name or secrets.token_hex(6)
+        self._image_run = None
+        if ctl_images.is_image_ref(a.image):
+            return self._run_image(a, name)
         spec = self._build_spec(a, name)
+        return self._run_spec(a, name, spec)
+
+    def _run_image(self, a, name: str) -> int:
+        """``run IMAGE``: the image's config and a snapshot of its own (ctl_images.ImageRun)."""
+        from supervisor import ctl_images
+        run = ctl_images.ImageRun(self, a, name)
+        run.prepare()
+        try:
+            spec = run.spec(a)
+            self._image_run = run
+            return self._run_spec(a, name, spec)
+        except BaseException:
+            try:
+                self.container(name)
+            except CtlError:  # no container owns the snapshot yet: it goes here
+                ctl_images.remove_snapshot(self, argparse.Namespace(snapshot_key=name,
+                                                                    snapshotter="overlayfs"))
+            raise
+
+    def _run_spec(self, a, name: str, spec: dict) -> int:
         labels = {}
         log = ""
         if a.detach:
             log = os.path.join(os.path.abspath(a.log_dir), self.args.namespace, name + ".log")
             os.makedirs(os.path.dirname(log), exist_ok=True)
             labels[LOG_LABEL] = log
-        self.client.create_container(name, spec, labels, runtime_binary=a.runtime or "")
+        if self._image_run is not None:
+            self._image_run.create_container(spec, labels, a.runtime or "")
+        else:
+            self.client.create_container(name, spec, labels, runtime_binary=a.runtime or "")
         try:
             if a.detach:
                 self._create_task(name, stdout="file://" + log, stderr="file://" + log,
@@ -110,8 +137,10 @@ class Ctl:
             raise CtlError(str(e)) from None
 
     def _create_task(self, name: str, stdin="", stdout="", stderr="", terminal=False):
+        run = getattr(self, "_image_run", None)
         req = self.tpb.CreateTaskRequest(container_id=name, stdin=stdin, stdout=stdout,
-                                         stderr=stderr, terminal=terminal)
+                                         stderr=stderr, terminal=terminal,
+                                         rootfs=run.mounts if run is not None else [])
         return self.client.tasks.Create(req)
 
     def _start(self, name: str, exec_id: str = ""):
@@ -127,7 +156,7 @@ class Ctl:
         finally:
             fifos.close()
         if a.rm:
-            self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=name))
+            self._remove(name, force=True)
         return code
 
     def _attach(self, name: str, exec_id: str, fifos, tty: bool) -> int:
@@ -375,6 +404,8 @@ class Ctl:
         except grpc.RpcError:
             return
         self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=name))
+        from supervisor import ctl_images
+        ctl_images.remove_snapshot(self, cont)
         log = cont.labels.get(LOG_LABEL)
         if log:
             try:
@@ -452,7 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("--runtime", default="", help="OCI runtime binary for this container")
     p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
-    p.add_argument("image", metavar="ROOTFS|BUNDLE")
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                   help="for an IMAGE: pull it when missing (default), always, or never")
+    p.add_argument("--plain-http", action="store_true", help="pull over plain HTTP (localhost)")
+    p.add_argument("image", metavar="ROOTFS|BUNDLE|IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p = add("exec", help="run a command in a running container")
     process_opts(p)
@@ -488,12 +522,13 @@ def main(argv=None) -> int:
         print("pyrunc-ctl: exec needs a command", file=sys.stderr)
         return EXIT_ERROR
     ctl = Ctl(args)
+    from supervisor.ctl_images import ImageError
     try:
         if not hasattr(ctl, "cmd_" + args.cmd):
             from supervisor import ctl_images
             return getattr(ctl_images, "cmd_" + args.cmd)(ctl, args)
         return getattr(ctl, "cmd_" + args.cmd)(args)
-    except CtlError as e:
+    except (CtlError, ImageError) as e:
         print(f"pyrunc-ctl: {e}", file=sys.stderr)
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNAVAILABLE:

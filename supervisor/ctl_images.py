@@ -8,10 +8,18 @@ it returns.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import os
 import sys
 import time
 
 import grpc
+
+
+class ImageError(Exception):
+    """A one-line error of an image command (pyrunc-ctl prints it and exits 125)."""
 
 
 def add_parsers(add) -> None:
@@ -91,7 +99,6 @@ def cmd_images(ctl, a) -> int:
 
 def cmd_rmi(ctl, a) -> int:
     from supervisor.gen.containerd.services.images.v1 import images_pb2
-    from supervisor.ctl import CtlError
     stub = _images_stub(ctl)
     for i, ref in enumerate(a.refs):
         try:
@@ -99,7 +106,7 @@ def cmd_rmi(ctl, a) -> int:
                         metadata=_md(ctl))
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise CtlError(f"no such image: {ref}") from None
+                raise ImageError(f"no such image: {ref}") from None
             raise
         print(ref)
     return 0
@@ -118,3 +125,159 @@ def cmd_tag(ctl, a) -> int:
         stub.Update(images_pb2.UpdateImageRequest(image=img), metadata=_md(ctl))
     print(a.target)
     return 0
+
+
+# -- run IMAGE ------------------------------------------------------------------------------------
+
+def is_image_ref(text: str) -> bool:
+    """``run``'s argument names an image (not a rootfs directory or bundle on this host)."""
+    return not os.path.exists(text) and not text.startswith(("/", "./", "../"))
+
+
+class ImageRun:
+    """What ``run IMAGE`` needs beyond a rootfs run: the image (pulled per --pull), its config,
+    a snapshot of the container's own on the image's chain, and its mounts for the task."""
+
+    def __init__(self, ctl, a, name: str):
+        from supervisor.gen.containerd.services.images.v1 import images_pb2
+        self.ctl, self.name = ctl, name
+        self.snapshotter = "overlayfs"
+        stub = _images_stub(ctl)
+        ref = a.image
+        image = None
+        if a.pull != "always":
+            image = self._get(stub, images_pb2, ref)
+        if image is None:
+            if a.pull == "never":
+                raise ImageError(f"no such image: {ref} (and --pull never)")
+            cmd_pull(ctl, argparse.Namespace(ref=ref, plain_http=a.plain_http, platform=""))
+            image = self._get(stub, images_pb2, ref) or self._get(stub, images_pb2,
+                                                                  _normalized(ref))
+        self.image = image
+        self.config, self.chain = self._config(image.target)
+        self.mounts = None
+
+    def _get(self, stub, images_pb2, ref):
+        try:
+            return stub.Get(images_pb2.GetImageRequest(name=ref), metadata=_md(self.ctl)).image
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def _read(self, digest: str) -> dict:
+        from supervisor.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+        stub = content_pb2_grpc.ContentStub(self.ctl.client.channel)
+        data = b"".join(r.data for r in stub.Read(content_pb2.ReadContentRequest(digest=digest),
+                                                   metadata=_md(self.ctl)))
+        return json.loads(data)
+
+    def _config(self, target) -> tuple[dict, str]:
+        doc = self._read(target.digest)
+        if "manifests" in doc:
+            want = "amd64" if os.uname().machine == "x86_64" else os.uname().machine
+            picks = [m for m in doc["manifests"]
+                     if (m.get("platform") or {}).get("architecture") == want]
+            if not picks:
+                raise ImageError(f"{self.image.name}: no manifest for linux/{want}")
+            doc = self._read(picks[0]["digest"])
+        config = self._read(doc["config"]["digest"])
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        chain = ""
+        for d in diff_ids:
+            chain = d if not chain else \
+                "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
+        return config.get("config") or {}, chain
+
+    def spec(self, a) -> dict:
+        """The OCI spec from the image config (Entrypoint, Cmd, Env, WorkingDir, User) with
+        the run options on top."""
+        from supervisor import spec as specmod
+        cfg = self.config
+        args = list(cfg.get("Entrypoint") or []) + (list(a.command) or list(cfg.get("Cmd") or []))
+        spec = specmod.default_spec("rootfs", args, self.name)
+        spec["process"]["env"] = list(cfg.get("Env") or [specmod.DEFAULT_PATH])
+        spec["process"]["cwd"] = cfg.get("WorkingDir") or "/"
+        user = a.user or cfg.get("User") or ""
+        return specmod.apply_options(spec, env=a.env, user=self._numeric_user(user),
+                                     cwd=a.workdir, volumes=a.volume, terminal=a.tty,
+                                     cgroups_path=f"/{self.ctl.args.namespace}/{self.name}")
+
+    def _numeric_user(self, user: str) -> str:
+        """``name[:group]`` resolved in the image's /etc/passwd and /etc/group."""
+        if not user or all(p.isdigit() for p in user.split(":")):
+            return user
+        name, _, group = user.partition(":")
+        uid = gid = None
+        for line in self._image_file("etc/passwd").splitlines():
+            f = line.split(":")
+            if len(f) > 3 and (f[0] == name or f[2] == name):
+                uid, gid = f[2], f[3]
+        if uid is None:
+            raise ImageError(f"user {name!r}: not in the image's /etc/passwd")
+        if group:
+            gid = group if group.isdigit() else next(
+                (g.split(":")[2] for g in self._image_file("etc/group").splitlines()
+                 if g.split(":")[0] == group), gid)
+        return f"{uid}:{gid}"
+
+    def _image_file(self, rel: str) -> str:
+        """A file of the prepared snapshot, read from its layer directories (top first)."""
+        dirs = []
+        for m in self.mounts or []:
+            if m.type == "bind":
+                dirs.append(m.source)
+            for opt in m.options:
+                if opt.startswith(("upperdir=", "lowerdir=")):
+                    dirs += opt.split("=", 1)[1].split(":")
+        for d in dirs:
+            path = os.path.join(d, rel)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, errors="replace") as f:
+                    return f.read()
+        return ""
+
+    def prepare(self) -> list:
+        from supervisor.gen.containerd.services.snapshots.v1 import (snapshots_pb2,
+                                                                     snapshots_pb2_grpc)
+        stub = snapshots_pb2_grpc.SnapshotsStub(self.ctl.client.channel)
+        self.mounts = list(stub.Prepare(snapshots_pb2.PrepareSnapshotRequest(
+            snapshotter=self.snapshotter, key=self.name, parent=self.chain),
+            metadata=_md(self.ctl)).mounts)
+        return self.mounts
+
+    def create_container(self, spec: dict, labels: dict, runtime_binary: str) -> None:
+        from google.protobuf import any_pb2
+        from supervisor.client import RUNTIME_NAME, SPEC_URL, json_any
+        from supervisor.gen.containerd.services.containers.v1 import containers_pb2
+        c = containers_pb2.Container(id=self.name, labels=labels, image=self.image.name,
+                                     spec=json_any(SPEC_URL, spec),
+                                     snapshotter=self.snapshotter, snapshot_key=self.name)
+        c.runtime.name = RUNTIME_NAME
+        if runtime_binary:
+            from supervisor.gen.containerd.runc.v1 import options_pb2
+            opts = options_pb2.Options(binary_name=runtime_binary)
+            c.runtime.options.CopyFrom(any_pb2.Any(type_url="containerd.runc.v1.Options",
+                                                   value=opts.SerializeToString()))
+        self.ctl.client.containers.Create(containers_pb2.CreateContainerRequest(container=c))
+
+
+def remove_snapshot(ctl, container) -> None:
+    """After a container is deleted: its own snapshot goes too (what ``rm`` promises)."""
+    if not container.snapshot_key:
+        return
+    from supervisor.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+    stub = snapshots_pb2_grpc.SnapshotsStub(ctl.client.channel)
+    try:
+        stub.Remove(snapshots_pb2.RemoveSnapshotRequest(
+            snapshotter=container.snapshotter or "overlayfs", key=container.snapshot_key),
+            metadata=_md(ctl))
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+
+
+def _normalized(ref: str) -> str:
+    from supervisor.images.remote import parse_reference
+    return parse_reference(ref).name
+

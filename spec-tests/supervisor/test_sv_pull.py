@@ -145,3 +145,31 @@ def test_htpasswd_registry_needs_the_configured_credentials(sv_rootfs):
         reg.stop()
         import shutil
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_ctl_run_image_honours_its_config(net):
+    """pyrunc-ctl run IMAGE: pulled when missing, Cmd/Env/WorkingDir/User from the image config
+    (User by name, from the image's /etc/passwd), a snapshot of its own that --rm removes."""
+    sv, _ = net
+    reg = sv.registry
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    try:
+        busybox_image(os.path.join(d, "img"), config={
+            "Env": ["PATH=/bin", "IMG=configured"], "WorkingDir": "/tmp", "User": "nobody",
+            "Cmd": ["sh", "-c", "echo $IMG; pwd; id -u"]})
+        ref = reg.push(os.path.join(d, "img"), "configured:latest")
+        res = sv.ctl("run", "--rm", "--plain-http", "--pull", "missing", ref)
+        assert res.stdout.split()[-3:] == ["configured", "/tmp", "65534"]
+        assert ref in sv.ctl("images", "-q").stdout.split()
+        # Options override the image: command, user, workdir, env.
+        res = sv.ctl("run", "--rm", "--pull", "never", "-u", "0", "-w", "/", "-e", "IMG=cli",
+                     ref, "sh", "-c", "echo $IMG; pwd; id -u")
+        assert res.stdout.split() == ["cli", "/", "0"]
+        snaps = sv.ctr("snapshots", "ls").stdout.splitlines()[1:]
+        assert all(line.split()[0].startswith("sha256:") for line in snaps)
+        res = sv.ctl("run", "--pull", "never", "example.com/absent:1", "true", check=False)
+        assert res.returncode == 125 and "no such image" in res.stderr
+        sv.ctl("rmi", ref)
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
