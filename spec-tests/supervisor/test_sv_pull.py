@@ -173,3 +173,47 @@ def test_ctl_run_image_honours_its_config(net):
     finally:
         import shutil
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode,reason", [("corrupt", "digest"), ("truncate", "truncated")])
+def test_bad_blob_from_the_registry_commits_nothing(net, mode, reason):
+    """A registry (here a proxy in front of the real one) that serves a layer with a wrong byte
+    or cuts it short: the pull fails naming the image and the reason, no blob of that layer is
+    committed, and nothing of the pull is left once garbage collection ran."""
+    import json
+    import sys
+    sv, ref = net
+    reg = sv.registry
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    port = 5002 if mode == "corrupt" else 5003
+    proxy = None
+    try:
+        busybox_image(os.path.join(d, "img"), [(Layer().file("f", os.urandom(200_000)), "gzip")])
+        pushed = reg.push(os.path.join(d, "img"), f"bad{mode}:latest")
+        with open(os.path.join(d, "img", "index.json")) as f:
+            mdigest = json.load(f)["manifests"][0]["digest"]
+        with open(os.path.join(d, "img", "blobs", "sha256", mdigest[7:])) as f:
+            layer = json.load(f)["layers"][-1]["digest"]
+        proxy = subprocess.Popen(reg.nsenter([sys.executable, os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "stallproxy.py"), str(port),
+            str(reg.port), layer, os.path.join(d, "never"), mode]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probe = [sys.executable, "-c", f"import socket; socket.create_connection(("
+                 f"'127.0.0.1', {port}), 5)"]
+        wait_for(lambda: subprocess.run(reg.nsenter(probe), capture_output=True).returncode == 0,
+                 60, step=0.1, what="the proxy")
+        bad = pushed.replace(f":{reg.port}/", f":{port}/")
+        code, details = code_of(pull, sv, bad, plain_http=True)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert bad in details and reason in details and layer in details
+        assert layer not in sv.ctr("content", "ls", "-q").stdout.split()
+        assert bad not in sv.ctl("images", "-q").stdout.split()
+        sv.ctr("leases", "create", "--id", "trigger-" + mode)
+        sv.ctr("leases", "rm", "--sync", "trigger-" + mode)
+        assert on_disk(sv) == {"blobs": [], "ingests": [], "snapshots": []}
+    finally:
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)

@@ -88,6 +88,8 @@ class Puller:
             raise PullError(str(e)) from None
         except SupervisorError as e:
             raise PullError(f"{self.ref.name}: {e}") from None
+        except OSError as e:  # a full disk, most likely: the lease's leftovers are garbage
+            raise PullError(f"{self.ref.name}: {e.strerror or e}") from None
         finally:
             self.leases.delete(self.ns, self.lease)
 
