@@ -217,3 +217,45 @@ def test_bad_blob_from_the_registry_commits_nothing(net, mode, reason):
             proxy.wait()
         import shutil
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_stalled_registry_fails_in_bounded_time(net):
+    """A registry that stops sending half-way through a layer: with the host's read timeout set
+    (2 s here, --registry-config), the pull fails as timed out instead of hanging."""
+    import json
+    import sys
+    reg = net[0].registry
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    proxy = daemon = None
+    try:
+        busybox_image(os.path.join(d, "img"), [(Layer().file("f", os.urandom(200_000)), "gzip")])
+        pushed = reg.push(os.path.join(d, "img"), "stalled:latest")
+        with open(os.path.join(d, "img", "index.json")) as f:
+            mdigest = json.load(f)["manifests"][0]["digest"]
+        with open(os.path.join(d, "img", "blobs", "sha256", mdigest[7:])) as f:
+            layer = json.load(f)["layers"][-1]["digest"]
+        proxy = subprocess.Popen(reg.nsenter([sys.executable, os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "stallproxy.py"), "5004",
+            str(reg.port), layer, os.path.join(d, "never"), "stall"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cfg = os.path.join(d, "registries.json")
+        with open(cfg, "w") as f:
+            json.dump({"hosts": {"127.0.0.1:5004": {"timeout": 2}}}, f)
+        daemon = NetSupervisor(reg, ["--registry-config", cfg]).start()
+        probe = [sys.executable, "-c", "import socket; socket.create_connection(("
+                 "'127.0.0.1', 5004), 5)"]
+        wait_for(lambda: subprocess.run(reg.nsenter(probe), capture_output=True).returncode == 0,
+                 60, step=0.1, what="the proxy")
+        stalled = pushed.replace(f":{reg.port}/", ":5004/")
+        code, details = code_of(pull, daemon, stalled, plain_http=True)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "timed out" in details and layer in details and stalled in details
+        assert layer not in daemon.ctr("content", "ls", "-q").stdout.split()
+    finally:
+        if daemon is not None:
+            daemon.cleanup()
+        if proxy is not None:
+            proxy.kill()
+            proxy.wait()
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)

@@ -90,11 +90,13 @@ class HostConfig:
     username: str = ""
     password: str = ""
     mirrors: list[str] = field(default_factory=list)
+    timeout: float = TIMEOUT  # seconds a connect or a read may wait: a stalled registry fails
 
 
 def load_hosts(path: str) -> dict[str, HostConfig]:
     """The daemon's registry configuration (``--registry-config``): a JSON file
-    ``{"hosts": {"HOST[:PORT]": {"insecure": .., "username": .., "password": .., "mirrors": [..]}}}``.
+    ``{"hosts": {"HOST[:PORT]": {"insecure": .., "username": .., "password": .., "mirrors": [..],
+    "timeout": SECONDS}}}``.
     No file, no entries."""
     if not path:
         return {}
@@ -103,7 +105,8 @@ def load_hosts(path: str) -> dict[str, HostConfig]:
     out = {}
     for host, cfg in (data.get("hosts") or {}).items():
         out[host] = HostConfig(bool(cfg.get("insecure")), str(cfg.get("username", "")),
-                               str(cfg.get("password", "")), list(cfg.get("mirrors") or []))
+                               str(cfg.get("password", "")), list(cfg.get("mirrors") or []),
+                               float(cfg.get("timeout", TIMEOUT)))
     return out
 
 
@@ -128,8 +131,9 @@ class Registry:
     # -- requests ---------------------------------------------------------------------------------
     def _connect(self, scheme: str, netloc: str):
         if scheme == "http":
-            return http.client.HTTPConnection(netloc, timeout=TIMEOUT)
-        return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=self.context)
+            return http.client.HTTPConnection(netloc, timeout=self.config.timeout)
+        return http.client.HTTPSConnection(netloc, timeout=self.config.timeout,
+                                           context=self.context)
 
     def _open(self, method: str, url: str, headers: dict, auth: bool = True, hops: int = 5):
         """(connection, response) with redirects followed (credentials kept to the first host)."""
