@@ -6,6 +6,7 @@ content store, record the image, unpack its layers into snapshots.
 2. The config and the layers are fetched in parallel (a few threads), each streamed into a
    content-store ingest with its expected digest and size — the store verifies both on commit,
    and a blob already held is skipped. A resumed ingest asks the registry for the rest (Range).
+   Unpacking (5.) runs alongside: each layer is applied as soon as it and those below it are in.
 3. containerd's gc labels tie it together: the index names the manifest
    (``gc.ref.content.m.N``), the manifest its config and layers, the config its unpacked chain
    (``gc.ref.snapshot.<snapshotter>``), so the image is one root for garbage collection.
@@ -117,9 +118,19 @@ class Puller:
         config_desc = manifest["config"]
         blobs = [config_desc] + layers
         with ThreadPoolExecutor(PARALLEL) as pool:
-            for f in [pool.submit(self._fetch, b) for b in blobs]:
-                f.result()
-        config = json.loads(self._read(config_desc["digest"]))
+            fetches = [pool.submit(self._fetch, b) for b in blobs]
+            try:
+                fetches[0].result()
+                config = json.loads(self._read(config_desc["digest"]))
+                # Unpacking starts with the first layer while later ones still download.
+                chain = self._unpack(layers, config.get("rootfs", {}).get("diff_ids", []),
+                                     fetches[1:]) if self.unpack else ""
+                for f in fetches:
+                    f.result()
+            except BaseException:
+                for f in fetches:
+                    f.cancel()
+                raise
         m_labels = {"containerd.io/gc.ref.content.config": config_desc["digest"]}
         m_labels.update({f"containerd.io/gc.ref.content.l.{i}": l["digest"]
                          for i, l in enumerate(layers)})
@@ -128,11 +139,9 @@ class Puller:
             self._store_bytes(body, root["digest"], root_labels)
         else:
             self._store_bytes(body, root["digest"], m_labels)
-        if self.unpack:
-            chain = self._unpack(layers, config.get("rootfs", {}).get("diff_ids", []))
-            if chain:
-                self._label(config_desc["digest"],
-                            {f"containerd.io/gc.ref.snapshot.{self.snapshotter}": chain})
+        if chain:
+            self._label(config_desc["digest"],
+                        {f"containerd.io/gc.ref.snapshot.{self.snapshotter}": chain})
         try:
             self.images.create(self.ns, self.ref.name, {}, root)
         except AlreadyExists:
@@ -215,15 +224,17 @@ class Puller:
             w.close()
 
     # -- unpack ---------------------------------------------------------------------------------
-    def _unpack(self, layers: list[dict], diff_ids: list[str]) -> str:
+    def _unpack(self, layers: list[dict], diff_ids: list[str], fetches) -> str:
+        """Apply the layers in order, each as soon as its download is done; the top chain ID."""
         if len(diff_ids) != len(layers):
             raise PullError(f"{self.ref.name}: the config lists {len(diff_ids)} layers, the "
                             f"manifest {len(layers)}")
         parent = ""
-        for layer, chain, diff_id in zip(layers, chain_ids(diff_ids), diff_ids):
+        for layer, chain, diff_id, fetch in zip(layers, chain_ids(diff_ids), diff_ids, fetches):
             try:
                 self.snapshots.stat(self.ns, chain)
             except NotFound:
+                fetch.result()
                 self._apply(layer, chain, parent, diff_id)
             parent = chain
         return parent
@@ -236,7 +247,7 @@ class Puller:
             target = _target(mounts)
             self.progress({"unpack": layer["digest"]})
             with self.content.open_blob(self.ns, layer["digest"]) as f:
-                got, _ = apply_layer(f, target[0], target[1], layer["digest"])
+                got, _ = apply_layer(f, target[0], target[1])  # verified at its commit
             if got != diff_id:
                 raise PullError(f"{self.ref.name}: layer {layer['digest']}: diff ID {got}, the "
                                 f"config says {diff_id}")
