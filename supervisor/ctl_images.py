@@ -1,4 +1,5 @@
-"""pyrunc-ctl's image commands: pull, images (ls), rmi, tag.
+"""pyrunc-ctl's image commands: pull, images (ls), rmi, tag, image inspect, save, load, and
+``run IMAGE`` (ImageRun).
 
 ``pull`` asks the daemon to pull (pyrunc.services.pull.v1: the daemon talks to the registry) and
 shows progress — on a terminal one line per blob with bytes and speed, redrawn in place;
@@ -31,6 +32,14 @@ def add_parsers(add) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p = add("rmi", help="remove images (and, by garbage collection, what only they used)")
     p.add_argument("refs", nargs="+")
+    p = add("image", help="image commands: inspect")
+    p.add_argument("action", choices=("inspect",))
+    p.add_argument("refs", nargs="+")
+    p = add("save", help="write images as an OCI image layout tarball")
+    p.add_argument("-o", "--output", default="-")
+    p.add_argument("refs", nargs="+")
+    p = add("load", help="load an OCI layout tarball or a docker save archive")
+    p.add_argument("-i", "--input", default="-")
     p = add("tag", help="give an image another name")
     p.add_argument("source")
     p.add_argument("target")
@@ -281,3 +290,274 @@ def _normalized(ref: str) -> str:
     from supervisor.images.remote import parse_reference
     return parse_reference(ref).name
 
+
+
+# -- inspect, save, load ----------------------------------------------------------------------------
+
+def _content(ctl):
+    from supervisor.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+    return content_pb2, content_pb2_grpc.ContentStub(ctl.client.channel)
+
+
+def _read_blob(ctl, digest: str) -> bytes:
+    content_pb2, stub = _content(ctl)
+    return b"".join(r.data for r in stub.Read(content_pb2.ReadContentRequest(digest=digest),
+                                              metadata=_md(ctl)))
+
+
+def _get_image(ctl, ref: str):
+    from supervisor.gen.containerd.services.images.v1 import images_pb2
+    try:
+        return _images_stub(ctl).Get(images_pb2.GetImageRequest(name=ref), metadata=_md(ctl)).image
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            raise ImageError(f"no such image: {ref}") from None
+        raise
+
+
+def _walk(ctl, digest: str, media: str, out: list) -> None:
+    """Every blob the descriptor reaches that this namespace holds (indexes may list
+    platforms that were never pulled), depth first."""
+    content_pb2, stub = _content(ctl)
+    try:
+        stub.Info(content_pb2.InfoRequest(digest=digest), metadata=_md(ctl))
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return
+        raise
+    out.append((digest, media))
+    if media.endswith("json") and ("manifest" in media or "index" in media):
+        doc = json.loads(_read_blob(ctl, digest))
+        for child in doc.get("manifests", []) + ([doc["config"]] if "config" in doc else []) \
+                + doc.get("layers", []):
+            _walk(ctl, child["digest"], child.get("mediaType", ""), out)
+
+
+def cmd_image(ctl, a) -> int:
+    """``image inspect REF...``: the record, the manifest for this host and the config."""
+    out = []
+    for ref in a.refs:
+        img = _get_image(ctl, ref)
+        doc = json.loads(_read_blob(ctl, img.target.digest))
+        entry = {"Name": img.name, "Digest": img.target.digest,
+                 "MediaType": img.target.media_type, "Labels": dict(img.labels)}
+        if "manifests" in doc:
+            entry["Index"] = doc
+            arch = "amd64" if os.uname().machine == "x86_64" else os.uname().machine
+            picks = [m for m in doc["manifests"]
+                     if (m.get("platform") or {}).get("architecture") == arch]
+            doc = json.loads(_read_blob(ctl, picks[0]["digest"])) if picks else {}
+        entry["Manifest"] = doc
+        if doc.get("config"):
+            entry["Config"] = json.loads(_read_blob(ctl, doc["config"]["digest"]))
+        out.append(entry)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_save(ctl, a) -> int:
+    """``save -o FILE REF...``: an OCI image layout tarball (with each name in index.json)."""
+    import io
+    import tarfile
+    manifests, blobs = [], []
+    for ref in a.refs:
+        img = _get_image(ctl, ref)
+        manifests.append({"mediaType": img.target.media_type, "digest": img.target.digest,
+                          "size": img.target.size,
+                          "annotations": {"io.containerd.image.name": img.name,
+                                          "org.opencontainers.image.ref.name":
+                                              img.name.rsplit(":", 1)[-1]}})
+        _walk(ctl, img.target.digest, img.target.media_type, blobs)
+    out = open(a.output, "wb") if a.output != "-" else sys.stdout.buffer
+    try:
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            def add(name, data):
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mode = len(data), 0o644
+                tar.addfile(ti, io.BytesIO(data))
+            add("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+            add("index.json", json.dumps({"schemaVersion": 2, "manifests": manifests}).encode())
+            seen = set()
+            for digest, _ in blobs:
+                if digest not in seen:
+                    seen.add(digest)
+                    add("blobs/sha256/" + digest[7:], _read_blob(ctl, digest))
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return 0
+
+
+def cmd_load(ctl, a) -> int:
+    """``load -i FILE``: an OCI layout tarball (``save``'s, ``ctr images export``'s) or a
+    ``docker save`` archive; blobs written with their digests checked by the store, images
+    created, and layers unpacked by the supervisor (Snapshots + Diff.Apply)."""
+    import tarfile
+    src = open(a.input, "rb") if a.input != "-" else sys.stdin.buffer
+    with src, tarfile.open(fileobj=src, mode="r|*") as tar:
+        files = {}
+        for ti in tar:
+            if ti.isreg():
+                files[ti.name.lstrip("./")] = tar.extractfile(ti).read()
+    if "index.json" in files:
+        images = _load_oci(ctl, files)
+    elif "manifest.json" in files:
+        images = _load_docker(ctl, files)
+    else:
+        raise ImageError(f"{a.input}: neither an OCI layout nor a docker archive")
+    for name, target in images:
+        _create_or_update(ctl, name, target)
+        _unpack(ctl, target)
+        print(name)
+    return 0
+
+
+def _put(ctl, data: bytes, labels: dict | None = None) -> str:
+    content_pb2, stub = _content(ctl)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    msgs = [content_pb2.WriteContentRequest(action=content_pb2.COMMIT, ref="load-" + digest,
+                                            total=len(data), expected=digest, data=data,
+                                            labels=labels or {})]
+    try:
+        list(stub.Write(iter(msgs), metadata=_md(ctl)))
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+        if labels:
+            stub.Update(content_pb2.UpdateRequest(info=content_pb2.Info(digest=digest,
+                                                                        labels=labels)),
+                        metadata=_md(ctl))
+    return digest
+
+
+def _load_oci(ctl, files: dict) -> list:
+    index = json.loads(files["index.json"])
+    blobs = {("sha256:" + n.rsplit("/", 1)[-1]): d for n, d in files.items()
+             if n.startswith("blobs/sha256/")}
+    for digest, data in blobs.items():
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ImageError(f"blob {digest}: digest mismatch")
+    # Children first, each parent labelled with its children (the gc references).
+    def store(digest):
+        data = blobs.get(digest)
+        if data is None:
+            return False
+        labels = {}
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and "schemaVersion" in doc:  # an index or a manifest
+            kids = [("m", m) for m in doc.get("manifests", [])]
+            kids += [("config", doc["config"])] if isinstance(doc.get("config"), dict) else []
+            kids += [("l", l) for l in doc.get("layers", [])]
+            for i, (kind, child) in enumerate(kids):
+                if store(child["digest"]):
+                    key = "config" if kind == "config" else f"{kind}.{i}"
+                    labels[f"containerd.io/gc.ref.content.{key}"] = child["digest"]
+        _put(ctl, data, labels)
+        return True
+    out = []
+    for m in index.get("manifests", []):
+        ann = m.get("annotations") or {}
+        name = ann.get("io.containerd.image.name") or ann.get("org.opencontainers.image.ref.name")
+        if not name:
+            continue
+        store(m["digest"])
+        out.append((name, m))
+    return out
+
+
+def _load_docker(ctl, files: dict) -> list:
+    out = []
+    for entry in json.loads(files["manifest.json"]):
+        config = files[entry["Config"]]
+        layers = []
+        for path in entry["Layers"]:
+            data = files[path]
+            media = "application/vnd.docker.image.rootfs.diff.tar"
+            if data[:2] == b"\x1f\x8b":
+                media += ".gzip"
+            layers.append({"mediaType": media, "digest": _put(ctl, data), "size": len(data)})
+        cdigest = _put(ctl, config)
+        manifest = {"schemaVersion": 2,
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                               "digest": cdigest, "size": len(config)}, "layers": layers}
+        data = json.dumps(manifest).encode()
+        labels = {"containerd.io/gc.ref.content.config": cdigest}
+        labels.update({f"containerd.io/gc.ref.content.l.{i}": l["digest"]
+                       for i, l in enumerate(layers)})
+        digest = _put(ctl, data, labels)
+        target = {"mediaType": manifest["mediaType"], "digest": digest, "size": len(data)}
+        for tag in entry.get("RepoTags") or []:
+            out.append((_normalized(tag), target))
+    return out
+
+
+def _create_or_update(ctl, name: str, target: dict) -> None:
+    from supervisor.gen.containerd.services.images.v1 import images_pb2
+    from supervisor.gen.containerd.types import descriptor_pb2
+    img = images_pb2.Image(name=name, target=descriptor_pb2.Descriptor(
+        media_type=target.get("mediaType", ""), digest=target["digest"],
+        size=target.get("size", 0)))
+    stub = _images_stub(ctl)
+    try:
+        stub.Create(images_pb2.CreateImageRequest(image=img), metadata=_md(ctl))
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+        stub.Update(images_pb2.UpdateImageRequest(image=img), metadata=_md(ctl))
+
+
+def _unpack(ctl, target: dict) -> None:
+    """Layers into committed snapshots named by chain ID, as containerd's unpacker does."""
+    import secrets
+    from supervisor.gen.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
+    from supervisor.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+    from supervisor.gen.containerd.types import descriptor_pb2
+    doc = json.loads(_read_blob(ctl, target["digest"]))
+    if "manifests" in doc:
+        arch = "amd64" if os.uname().machine == "x86_64" else os.uname().machine
+        picks = [m for m in doc["manifests"]
+                 if (m.get("platform") or {}).get("architecture") == arch]
+        if not picks:
+            return
+        doc = json.loads(_read_blob(ctl, picks[0]["digest"]))
+    config = json.loads(_read_blob(ctl, doc["config"]["digest"]))
+    ss = snapshots_pb2_grpc.SnapshotsStub(ctl.client.channel)
+    ds = diff_pb2_grpc.DiffStub(ctl.client.channel)
+    md = _md(ctl)
+    parent = ""
+    for layer, diff_id in zip(doc["layers"], config["rootfs"]["diff_ids"]):
+        chain = diff_id if not parent else \
+            "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+        try:
+            ss.Stat(snapshots_pb2.StatSnapshotRequest(snapshotter="overlayfs", key=chain),
+                    metadata=md)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            key = f"extract-{secrets.token_hex(6)} {chain}"
+            mounts = ss.Prepare(snapshots_pb2.PrepareSnapshotRequest(
+                snapshotter="overlayfs", key=key, parent=parent), metadata=md).mounts
+            try:
+                applied = ds.Apply(diff_pb2.ApplyRequest(diff=descriptor_pb2.Descriptor(
+                    media_type=layer["mediaType"], digest=layer["digest"], size=layer["size"]),
+                    mounts=mounts), metadata=md).applied
+                if applied.digest != diff_id:
+                    raise ImageError(f"layer {layer['digest']}: diff ID {applied.digest}, the "
+                                     f"config says {diff_id}")
+                ss.Commit(snapshots_pb2.CommitSnapshotRequest(snapshotter="overlayfs",
+                                                              name=chain, key=key), metadata=md)
+            except BaseException:
+                ss.Remove(snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=key),
+                          metadata=md)
+                raise
+        parent = chain
+    content_pb2, stub = _content(ctl)
+    stub.Update(content_pb2.UpdateRequest(
+        info=content_pb2.Info(digest=doc["config"]["digest"],
+                              labels={"containerd.io/gc.ref.snapshot.overlayfs": parent}),
+        update_mask={"paths": ["labels.containerd.io/gc.ref.snapshot.overlayfs"]}),
+        metadata=md)

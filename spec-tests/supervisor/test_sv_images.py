@@ -174,3 +174,62 @@ def test_import_export_round_trip(sv):
                 if ref == name or ref.startswith("import-"):
                     sv.ctr("images", "rm", "--sync", ref, namespace=ns, check=False)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_ctl_load_save_inspect(sv):
+    """pyrunc-ctl load of an OCI layout tarball and of a docker-save archive (uncompressed layer
+    tars, manifest.json), image inspect, save, and load of the saved file in another namespace;
+    every loaded image runs under ctr."""
+    import io
+    import json
+    import shutil
+    import subprocess
+    import tarfile
+    from sv_layers import digest
+    from sv_registry import busybox_layer
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    other = sv.ns + "l"
+    name = "example.com/loaded:" + sv.id("t")
+    try:
+        busybox_image(os.path.join(d, "img"), config={"Env": ["PATH=/bin", "LOADED=1"]})
+        with open(os.path.join(d, "img", "index.json")) as f:
+            index = json.load(f)
+        index["manifests"][0]["annotations"] = {"io.containerd.image.name": name}
+        with open(os.path.join(d, "img", "index.json"), "w") as f:
+            json.dump(index, f)
+        subprocess.run(["tar", "-C", os.path.join(d, "img"), "-cf", os.path.join(d, "oci.tar"),
+                        "."], check=True)
+        assert sv.ctl("load", "-i", os.path.join(d, "oci.tar")).stdout.split() == [name]
+        res = sv.ctr("run", "--rm", name, sv.id("ld"), "sh", "-c", "echo $LOADED")
+        assert res.stdout.strip() == "1"
+        info = json.loads(sv.ctl("image", "inspect", name).stdout)
+        assert info[0]["Name"] == name and "LOADED=1" in info[0]["Config"]["config"]["Env"]
+        sv.ctl("save", "-o", os.path.join(d, "saved.tar"), name)
+        sv.ctl("load", "-i", os.path.join(d, "saved.tar"), env={"PYRUNC_NAMESPACE": other})
+        res = sv.ctr("run", "--rm", name, sv.id("ld"), "echo", "again", namespace=other)
+        assert res.stdout.strip() == "again"
+        # docker save: uncompressed layers and manifest.json.
+        layer = busybox_layer().tar_bytes()
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+                             "rootfs": {"type": "layers", "diff_ids": [digest(layer)]}}).encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for fname, data in (("cfg.json", config), ("abc/layer.tar", layer), (
+                    "manifest.json", json.dumps([{"Config": "cfg.json", "Layers": [
+                        "abc/layer.tar"], "RepoTags": ["dockerish:1"]}]).encode())):
+                ti = tarfile.TarInfo(fname)
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+        with open(os.path.join(d, "docker.tar"), "wb") as f:
+            f.write(buf.getvalue())
+        loaded = sv.ctl("load", "-i", os.path.join(d, "docker.tar")).stdout.split()
+        assert loaded == ["docker.io/library/dockerish:1"]
+        res = sv.ctr("run", "--rm", loaded[0], sv.id("dk"), "echo", "docker")
+        assert res.stdout.strip() == "docker"
+    finally:
+        for ns in (sv.ns, other):
+            for ref in sv.ctr("images", "ls", "-q", namespace=ns, check=False).stdout.split():
+                if ref in (name, "docker.io/library/dockerish:1"):
+                    sv.ctr("images", "rm", "--sync", ref, namespace=ns, check=False)
+        shutil.rmtree(d, ignore_errors=True)
