@@ -233,3 +233,75 @@ def test_ctl_load_save_inspect(sv):
                 if ref in (name, "docker.io/library/dockerish:1"):
                     sv.ctr("images", "rm", "--sync", ref, namespace=ns, check=False)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_hundred_layer_image_pulls_and_runs(sv, registry):
+    """100 layers: the container's overlay lowerdir list is far past a page (the shim mounts
+    it relative to the layers' common directory), and the top and bottom layers are visible."""
+    import shutil
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    try:
+        layers = [(Layer().file(f"l/{i}", str(i).encode()), "gzip") for i in range(99)]
+        busybox_image(os.path.join(d, "img"), layers)
+        ref = registry.push(os.path.join(d, "img"), "deep:latest")
+        pull(sv, registry, ref)
+        res = sv.ctr("run", "--rm", ref, sv.id("deep"), "sh", "-c",
+                     "cat /l/0; echo; cat /l/98; echo; ls /l | wc -l")
+        assert res.stdout.split() == ["0", "98", "99"]
+        sv.ctr("images", "rm", "--sync", ref)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_image_events(sv):
+    """/images/create, /images/update and /images/delete reach an events subscriber."""
+    import threading
+    from google.protobuf import field_mask_pb2
+    from supervisor.gen.containerd.events import image_pb2
+    client = sv.client()
+    stream = client.subscribe(f'namespace=={sv.ns},topic~="^/images/"')
+    got = []
+
+    def collect():
+        try:
+            for env in stream:
+                got.append(env)
+                if env.topic == "/images/delete" and \
+                        image_pb2.ImageDelete.FromString(env.event.value).name == name:
+                    return
+        except grpc.RpcError:
+            pass
+    t = threading.Thread(target=collect, daemon=True)
+    t.start()
+    ch = grpc.insecure_channel("unix://" + sv.sock)
+    md = [("containerd-namespace", sv.ns)]
+    st = images_pb2_grpc.ImagesStub(ch)
+    name = "example.com/events:" + sv.id("e")
+    target = descriptor_pb2.Descriptor(media_type="application/vnd.oci.image.index.v1+json",
+                                       digest="sha256:" + "b" * 64, size=1)
+    try:
+        from sv_harness import wait_for
+
+        def live():
+            """The subscription is live once an event published now arrives."""
+            probe = name + "-probe"
+            st.Create(images_pb2.CreateImageRequest(image=images_pb2.Image(name=probe,
+                                                                           target=target)),
+                      metadata=md)
+            st.Delete(images_pb2.DeleteImageRequest(name=probe), metadata=md)
+            return bool(got)
+        wait_for(live, 60, step=0.2, what="the events subscription")
+        got.clear()
+        st.Create(images_pb2.CreateImageRequest(image=images_pb2.Image(name=name, target=target)),
+                  metadata=md)
+        st.Update(images_pb2.UpdateImageRequest(image=images_pb2.Image(
+            name=name, labels={"x": "1"}), update_mask=field_mask_pb2.FieldMask(
+            paths=["labels.x"])), metadata=md)
+        st.Delete(images_pb2.DeleteImageRequest(name=name), metadata=md)
+        t.join(60)
+        ours = [e.topic for e in got if name + "-probe" not in str(e.event.value)]
+        assert ours[-3:] == ["/images/create", "/images/update", "/images/delete"], ours
+        assert image_pb2.ImageDelete.FromString(got[-1].event.value).name == name
+    finally:
+        stream.cancel()
+        ch.close()
