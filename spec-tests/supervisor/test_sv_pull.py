@@ -259,3 +259,29 @@ def test_stalled_registry_fails_in_bounded_time(net):
             proxy.wait()
         import shutil
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_mirror_serves_a_registry_that_is_not_there(net):
+    """--registry-config mirrors: a pull of 127.0.0.1:5999/... (nothing listens there) is served
+    by the mirror on the real registry's port, after a first mirror that does not answer; the
+    image keeps the name asked for."""
+    import json
+    sv, ref = net
+    reg = sv.registry
+    d = tempfile.mkdtemp(prefix="svt-img-", dir="/tmp")
+    daemon = None
+    try:
+        cfg = os.path.join(d, "registries.json")
+        with open(cfg, "w") as f:
+            json.dump({"hosts": {"127.0.0.1:5999": {
+                "mirrors": ["127.0.0.1:5998", reg.host], "timeout": 10}}}, f)
+        daemon = NetSupervisor(reg, ["--registry-config", cfg]).start()
+        wanted = ref.replace(reg.host, "127.0.0.1:5999")
+        assert pull(daemon, wanted, plain_http=True)[-1].image == wanted
+        res = daemon.ctr("run", "--rm", wanted, daemon.id("m"), "echo", "mirrored")
+        assert res.stdout.strip() == "mirrored"
+    finally:
+        if daemon is not None:
+            daemon.cleanup()
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)

@@ -164,7 +164,12 @@ class Registry:
             plain = self.config.insecure or (self.plain_http and is_local(host))
             scheme = "http" if plain else "https"
             url = f"{scheme}://{host}/v2/{self.ref.repo}/{path}"
-            conn, resp = self._open(method, url, headers or {})
+            try:
+                conn, resp = self._open(method, url, headers or {})
+            except RegistryError:
+                if host == self.hosts[-1]:
+                    raise
+                continue  # a mirror that does not answer: the next one, then the registry
             if resp.status == 401 and self._authenticate(resp):
                 resp.read()
                 conn.close()
