@@ -53,7 +53,7 @@ proto: $(STAMP)/venv
 # Python runs ~50x slower in the guest).
 VM_CONTAINERS := spec-tests/cgroups/test_cgroups_containers.py
 VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/test_cgroups_v2.py \
-             spec-tests/cgroups/test_cgroups_bpf.py \
+             spec-tests/cgroups/test_cgroups_bpf.py spec-tests/cgroups/test_cgroups_rootless.py \
              $(VM_CONTAINERS)::test_memory_limit_oom_kill_and_event \
              $(VM_CONTAINERS)::test_pids_limit_stops_fork_bomb \
              $(VM_CONTAINERS)::test_freeze_stops_cpu_and_resume_restarts_it \

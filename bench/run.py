@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = [["runtime.py"], ["supervisor", "run.py"]]
+BENCHES = [["runtime.py"], ["supervisor", "run.py"], ["network.py"]]
 
 
 def main() -> int:

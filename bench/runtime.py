@@ -3,11 +3,14 @@
 Two measurements (issue: "Speed"):
 
 (a) ``run`` of a container whose process is ``true`` (foreground, deleted on exit);
-(b) a ``create → start → kill → delete`` cycle of a ``sleep`` container.
+(b) a ``create → start → kill → delete`` cycle of a ``sleep`` container;
+(c) rootless: (a) run by an unprivileged user (a throwaway one, tools/testuser.py, removed
+    after) on a rootless bundle (a user namespace mapping the user to root, no network
+    namespace, /sys bound, no cgroup): the timing loop itself runs as the user.
 
 Runs are interleaved (pyrunc, runc, pyrunc, ...) so that drift in the machine's load hits both
 alike; each prints its median and the pyrunc/runc ratio of medians.  Targets on this machine:
-(a) ≤ 1.25×, (b) ≤ 1.5×.  Nothing here asserts: the numbers are for people to read.
+(a) ≤ 1.25×, (b) ≤ 1.5×, (c) ≤ 1.25×.  Nothing here asserts: the numbers are for people to read.
 
     python bench/runtime.py [--runs N] [--pyrunc PATH] [--runc PATH]
 """
@@ -70,6 +73,43 @@ def build_bundle(path: str, args: list[str]) -> str:
     return path
 
 
+def rootless_bundle(path: str, uid: int, gid: int) -> str:
+    """The run bundle made rootless, as ``spec --rootless`` does for runc and pyrunc alike."""
+    build_bundle(path, ["true"])
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    linux = config["linux"]
+    del linux["resources"]
+    linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+    config["mounts"] = [m for m in config["mounts"] if m["type"] != "sysfs"] + [
+        {"destination": "/sys", "type": "none", "source": "/sys",
+         "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    return path
+
+
+def measure_rootless(runtimes: dict[str, str], runs: int) -> dict | None:
+    """(c): samples of ``run`` as a throwaway user; None where no user can be made here."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return None
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import testuser
+    with testuser.test_user() as user:
+        bundle = rootless_bundle(str(user.mkdir("bundle")), user.uid, user.gid)
+        subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", bundle], check=True)
+        work = user.mkdir("roots")
+        res = user.run([sys.executable, os.path.abspath(__file__), "--inner-rootless", bundle,
+                        "--runs", str(runs), "--pyrunc", runtimes["pyrunc"],
+                        "--runc", runtimes["runc"], "--work", str(work)], timeout=3600)
+        if res.returncode != 0:
+            print(f"(c) rootless: the runs as {user.name} failed: {res.stderr.strip()}")
+            return None
+        return json.loads(res.stdout)
+
+
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -118,8 +158,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--pyrunc", default=os.path.join(REPO, ".venv", "bin", "pyrunc"))
     parser.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
+    parser.add_argument("--inner-rootless", metavar="BUNDLE", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     runtimes = {"pyrunc": opts.pyrunc, "runc": opts.runc}
+    if opts.inner_rootless:     # (c)'s loop, as the unprivileged user: samples as JSON
+        print(json.dumps(measure(runtimes, one_run, opts.inner_rootless, opts.runs, opts.work)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="pyrunc-bench-") as tmp:
         run_bundle = build_bundle(os.path.join(tmp, "run-bundle"), ["true"])
         cycle_bundle = build_bundle(os.path.join(tmp, "cycle-bundle"), ["sleep", "1000"])
@@ -130,6 +175,9 @@ def main() -> int:
         report("(b) create -> start -> kill -> delete", measure(runtimes, one_cycle,
                                                                 cycle_bundle, opts.runs, tmp),
                1.5)
+    rootless = measure_rootless(runtimes, opts.runs)
+    if rootless is not None:
+        report("(c) rootless run of a `true` container", rootless, 1.25)
     return 0
 
 

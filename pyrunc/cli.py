@@ -20,7 +20,7 @@ SPEC_VERSION = "1.3.0"
 
 # Flag kinds: bool, str, int, list (repeatable).
 GLOBAL_FLAGS = {
-    "root": ("str", "/run/pyrunc"), "log": ("str", ""), "log-format": ("str", "text"),
+    "root": ("str", ""), "log": ("str", ""), "log-format": ("str", "text"),
     "debug": ("bool", False), "systemd-cgroup": ("bool", False), "rootless": ("str", "auto"),
     "criu": ("str", ""), "help": ("bool", False), "h": ("bool", False),
     "version": ("bool", False), "v": ("bool", False),
@@ -111,6 +111,14 @@ def _passed_fds(name: str, flags: dict) -> int:
         except OSError:
             raise UsageError(f"--preserve-fds {preserve}: fd {fd} is not open") from None
     return count
+
+
+def _default_root() -> str:
+    """``/run/pyrunc``; for an unprivileged caller ``$XDG_RUNTIME_DIR/pyrunc``, as runc's."""
+    if os.geteuid() == 0 and not os.getenv("XDG_RUNTIME_DIR"):
+        return "/run/pyrunc"
+    from pyrunc import rootless
+    return rootless.default_root()
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -329,13 +337,24 @@ def usage() -> str:
              "commands:"]
     lines += [f"   {name:<10} {info[2]}" for name, info in COMMANDS.items()]
     lines += ["", "global options:",
-              "   --root DIR          state directory (default /run/pyrunc)",
+              "   --root DIR          state directory (default /run/pyrunc; rootless:"
+              " $XDG_RUNTIME_DIR/pyrunc)",
               "   --log FILE          log file (default: stderr)",
               "   --log-format F      text or json",
               "   --debug             debug logging",
               "   --systemd-cgroup    (not supported)",
               "   --version, -v       print the version"]
     return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    """The git commit of the source tree, as runc's ``commit:`` line: read from the repository's
+    files by the supervisor's version module (both ship in this package), 'unknown' without."""
+    try:
+        from supervisor.version import revision
+    except ImportError:
+        return "unknown"
+    return revision()
 
 
 def entry() -> None:
@@ -363,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         g, rest = parse_flags(argv, GLOBAL_FLAGS)
         log.configure(g["log"], g["log-format"], g["debug"])
         if g["version"] or g["v"]:
-            sys.stdout.write(f"pyrunc version {VERSION}\nspec: {SPEC_VERSION}\n")
+            sys.stdout.write(f"pyrunc version {VERSION}\ncommit: {_commit()}\n"
+                             f"spec: {SPEC_VERSION}\n")
             return 0
         if g["help"] or g["h"] or not rest or rest[0] in ("help", "h"):
             sys.stdout.write(usage())
@@ -372,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unknown log-format {g['log-format']!r}")
         if g["systemd-cgroup"]:
             raise UsageError("--systemd-cgroup: the systemd cgroup driver is not supported")
-        g["root"] = os.path.abspath(g["root"])
+        g["root"] = os.path.abspath(g["root"] or _default_root())
         name, args = rest[0], rest[1:]
         entry = COMMANDS.get(name)
         if entry is None:

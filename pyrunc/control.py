@@ -11,12 +11,16 @@ import sys
 import time
 
 from pyrunc import jsonio, state
+from pyrunc.linux import os
 from pyrunc.errors import ConfigError, StateError
 
 
 def _manager(c):
     if not c.cgroup:
-        raise StateError(f'container "{c.id}" has no cgroup')
+        why = ""
+        if os.geteuid() != 0:
+            why = " (rootless: no cgroup was delegated to this user; see docs/rootless.md)"
+        raise StateError(f'container "{c.id}" has no cgroup{why}')
     return c.cgroup_manager()
 
 
@@ -43,6 +47,9 @@ def pids(root: str, container_id: str) -> list[int]:
     try:
         if c.status() == "stopped":
             return []
+        if not c.cgroup:    # (rootless without a cgroup) its pid namespace's processes
+            from pyrunc import container
+            return sorted(container._pids_in_pidns(c))
         return sorted(_manager(c).pids())
     finally:
         c.close()

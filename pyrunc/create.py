@@ -213,7 +213,11 @@ def _lsm_enabled(name: str) -> bool:
 
 
 def _cgroup_manager(c, spec):
-    """The container's cgroup manager (nothing made yet)."""
+    """The container's cgroup manager (nothing made yet); rootless without a delegated cgroup,
+    None (see :mod:`pyrunc.rootless`)."""
+    if os.geteuid() != 0 or proc.in_user_namespace():
+        from pyrunc import rootless
+        return rootless.cgroup_manager(spec.linux.cgroups_path, c.id, spec.linux.resources)
     from pyrunc import cgroups
     return cgroups.new_manager(spec.linux.cgroups_path, c.id)
 
@@ -226,6 +230,8 @@ def _clone_dir(mgr, spec, child) -> int | None:
     credentials the placement needs: the parent moves the init after the fact, and the warm-up
     thread (:mod:`pyrunc.cgroups.warm`) pays the kernel's wait meanwhile.  None then, and on
     hosts without cgroup v2."""
+    if mgr is None:     # (rootless without a delegated cgroup: nothing to place)
+        return None
     if spec.linux.namespace("user") is not None:
         from pyrunc.cgroups import warm
         warm.start(3 + child.extra_fds)
@@ -238,6 +244,8 @@ def _create_cgroup(c, spec, mgr) -> None:
     _drive_setup); ``mgr`` is responsible for what it made from now on."""
     # linux.devices nodes are not allowed implicitly: resources.devices decides, in its order
     # (engines list the nodes they add there; runc behaves the same)
+    if mgr is None:     # rootless, no cgroup delegated: c.cgroup stays empty
+        return
     mgr.create(spec.linux.resources)
     c.cgroup = mgr.to_state()
 
@@ -249,15 +257,20 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     from pyrunc import sync
     userns = spec.linux.namespace("user")
     if userns is not None and not userns.path:
-        from pyrunc import namespaces
         ch.expect(sync.USERNS)
+        if os.geteuid() != 0:
+            from pyrunc import rootless as namespaces
+        else:
+            from pyrunc import namespaces
         namespaces.write_id_maps(child, spec.linux.uid_mappings, spec.linux.gid_mappings)
         ch.send_or_explain(sync.PROCEED)
     fields = ch.expect(sync.PID)
     c.pid = fields["pid"]
     c.start_time = proc.start_time(c.pid)
     log.debug("create: init forked")
-    if userns is None:
+    if mgr is None:         # (rootless without a delegated cgroup)
+        join = []
+    elif userns is None:
         join = _open_for_writing(mgr.self_join_files())
     else:
         from pyrunc.cgroups import warm

@@ -336,8 +336,10 @@ def _process(proc, ch, affinity: dict) -> None:
             master, slave = terminal.open_pty()
             ch.send(sync.CONSOLE, fds=[master])
             os.close(master)
-        exe = process.lookup(proc.args[0], proc.env)
         ch.expect(sync.CGROUP)      # in the container's cgroup before anything runs
+        # Looked up only now: a failed lookup ends this process, which must not happen before
+        # the parent has moved it into the cgroup (it would report ESRCH instead of the cause).
+        exe = process.lookup(proc.args[0], proc.env)
         process.become(proc, exe, proc.env, slave, lambda: ch.send(EXEC))
     except BaseException as err:    # noqa: BLE001
         ch.send_error(*describe(err))

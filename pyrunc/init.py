@@ -106,9 +106,16 @@ def stage1(ctx: Context, flags: int, cgroup_fd: int | None, namespaces_done: boo
         if not namespaces_done:
             namespaces.join(ctx.spec.linux.namespaces)
             if flags & k.CLONE_NEWUSER:
+                # rootless: the parent (and newuidmap) can open our /proc/<pid>/uid_map only
+                # while we are dumpable (as runc's stage 1 does); root needs no such window
+                rootless = os.geteuid() != 0
+                if rootless:
+                    k.prctl(k.PR_SET_DUMPABLE, 1)
                 k.unshare(k.CLONE_NEWUSER)
                 ch.send(sync.USERNS)
                 ch.expect(sync.PROCEED)
+                if rootless:
+                    k.prctl(k.PR_SET_DUMPABLE, 0)
             _unshare_rest(ctx.spec.linux, flags)
             _identity(ctx.spec, ctx.container_id, ctx.no_new_keyring)
         if sync.fork_reporting_pid(ch, cgroup_fd) == 0:
@@ -171,13 +178,18 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         return cgroup["dirs"]
 
     try:
-        in_userns = spec.linux.namespace("user") is not None
+        new_userns = spec.linux.namespace("user") is not None
+        # (a runtime that itself runs in a user namespace, as under rootless podman, cannot
+        # mknod devices or mount sysfs either)
+        if not new_userns:
+            from pyrunc.linux import proc
+        in_userns = new_userns or proc.in_user_namespace()
         os.umask(0)
         if spec.process is not None and spec.process.terminal:
             from pyrunc import terminal  # noqa: F401 - no module can be loaded after pivot_root
         rootfd = rootfs.bind_rootfs(spec)
         sources = rootfs.open_sources(spec, ctx.idmapped)
-        if in_userns:
+        if new_userns:
             _become_root()
         log.debug("init: mounting")
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)

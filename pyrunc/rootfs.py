@@ -386,6 +386,8 @@ def cgroup_dirs() -> dict[str, str]:
             _, controllers, path = line.rstrip("\n").split(":", 2)
             own[frozenset(c for c in controllers.split(",") if c)] = path
     dirs: dict[str, str] = {}
+    seen = set()    # hierarchies: only the first mount of each (the host's own, listed before
+    # copies made since, e.g. a recursive bind of the host's /sys into the rootfs)
     with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
             fields = line.decode().split()
@@ -395,12 +397,14 @@ def cgroup_dirs() -> dict[str, str]:
                 continue
             root, point = _unescape(fields[3]), _unescape(fields[4])
             if fstype == "cgroup2":
-                path = own.get(frozenset())
+                key = frozenset()
             else:       # the hierarchy whose controllers are all among the mount's options
                 options = set(super_opts.split(","))
-                path = next((p for key, p in own.items() if key and key <= options), None)
-            if path is None or point in dirs:
+                key = next((key for key in own if key and key <= options), None)
+            path = own.get(key) if key is not None else None
+            if path is None or point in dirs or key in seen:
                 continue
+            seen.add(key)
             rel = os.path.relpath(path, root)
             dirs[point] = point if rel == "." else os.path.join(point, rel)
     return dirs

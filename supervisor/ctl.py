@@ -1,178 +1,313 @@
-"""pyrunc-ctl: a friendly, docker-like client for pyrunc-supervisor.
+"""pyrunc-ctl: a docker-like client for pyrunc-supervisor, with Docker's names, flags, exit
+codes and output.
 
-    pyrunc-ctl run [-d] [-t] [-i] [--rm] [--name N] [-e K=V] [-u UID[:GID]] [-w DIR]
-                   [-v HOST:CTR[:ro]] [--runtime BIN] ROOTFS|BUNDLE [CMD...]
-    pyrunc-ctl ps [-a] | logs [-f] C | exec [-t] [-i] [-d] C CMD... | kill [-s SIG] C
-    pyrunc-ctl stop [-t SECS] C... | rm [-f] C... | pause C | resume C | inspect C
-    pyrunc-ctl events [FILTER...] | stats [C...]
+    pyrunc-ctl run [-d] [-i] [-t] [--rm] [--name N] [-e K=V] [--env-file F] [-u UID[:GID]]
+                   [-w DIR] [-v HOST:CTR[:ro]] [--mount ...] [--tmpfs DIR] [--entrypoint E]
+                   [-h HOST] [-m SIZE] [--cpus N] [--pids-limit N] [--restart P] [--init]
+                   [--read-only] [--cap-add C] [--cap-drop C] [--privileged] [-l K=V]
+                   [--log-opt K=V] [--runtime BIN] ROOTFS|BUNDLE [CMD...]
+    pyrunc-ctl create ... | start [-a] [-i] C... | restart [-t N] C... | wait C...
+    pyrunc-ctl ps [-a] [-q] [-f K=V] [--format T] [--no-trunc] | inspect [-f T] C...
+    pyrunc-ctl logs [-f] [--tail N] C | exec [-d] [-i] [-t] [-e] [-u] [-w] C CMD...
+    pyrunc-ctl kill [-s SIG] C... | stop [-t N] C... | rm [-f] C... | pause C... | unpause C...
+    pyrunc-ctl rename OLD NEW | top C [ps OPTIONS] | events [FILTER...] | stats [C...]
 
 It speaks the containerd API, so a container made here is an ordinary container for ctr as well
-(same namespace, default ``default``). A detached container (-d) writes its output to a log file
-(``--log-dir``, default /var/lib/pyrunc/logs) named in the container's ``io.pyrunc.ctl/log``
-label; ``logs`` reads it. Foreground containers stream through FIFOs instead.
+(same namespace, default ``default``). As with dockerd on containerd, the containerd id is the
+Docker ID (64 hex digits) and the name is a label (supervisor.ctlmeta); a container is named on
+the command line by ID, name or unique ID prefix. A detached container writes its output to a log
+file (``--log-dir``) named in its ``io.pyrunc.ctl/log`` label; ``logs`` reads it.
 
-Errors are one line on stderr and a non-zero exit: 125 for pyrunc-ctl's own errors (bad usage,
-daemon unreachable, unknown container), otherwise the container process's exit status.
+Exit codes are Docker's: 125 for a flag error or a failure of ``run``/``create`` itself, 126 when
+the container's command cannot be invoked, 127 when it is not found, otherwise the container's
+own status; other commands exit 1 when the daemon refuses (unknown container...), and 1 when a
+required argument is missing. Errors are Docker's messages on stderr.
+
+The command table (``COMMANDS``) maps each command to its parser set-up and handler; a handler
+named ``"module:function"`` is imported only when that command runs, so start-up pays only for
+what the command needs (grpc itself is imported on first use, not by ``--help``).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import secrets
+import re
 import signal
 import sys
 import threading
 import time
 
-import grpc
-
+from supervisor import ctlmeta as meta
 from supervisor import spec as specmod
-from supervisor.client import PROCESS_URL, Client, json_any
+
+
+class _LazyModule:
+    """A module imported on first attribute access (grpc costs ~150 ms to import)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+grpc = _LazyModule("grpc")
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
 DEFAULT_LOG_DIR = "/var/lib/pyrunc/logs"
-LOG_LABEL = "io.pyrunc.ctl/log"
-EXIT_ERROR = 125
+LOG_LABEL = meta.LOG
+EXIT_ERROR = 125          # docker: the client or daemon failed (run/create), or a bad flag
+EXIT_CANNOT_INVOKE = 126  # the command exists but cannot be executed
+EXIT_NOT_FOUND = 127      # the command does not exist
+EXIT_FAILED = 1           # other commands: the daemon refused
 
 
 class CtlError(Exception):
-    pass
+    """One error line for the user; ``code`` overrides the command's own error exit code."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def no_such_container(ref: str) -> CtlError:
+    return CtlError(f"Error response from daemon: No such container: {ref}")
+
+
+def start_failure_code(message: str) -> int:
+    """Docker's reading of a failed start: 127 not found, 126 cannot execute, else 125."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return EXIT_NOT_FOUND
+    if "permission denied" in message or "is a directory" in message:
+        return EXIT_CANNOT_INVOKE
+    return EXIT_ERROR
+
+
+def _exec_failure_code(message: str) -> int:
+    """docker exec: a process that could not be started is 126 unless it was not found (127)."""
+    code = start_failure_code(message)
+    return EXIT_CANNOT_INVOKE if code == EXIT_ERROR else code
 
 
 def _status_name(code) -> str:
-    from supervisor.gen.containerd.types.task import task_pb2
-    return task_pb2.Status.Name(code).lower()
+    return {1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "paused"}.get(code,
+                                                                                     "unknown")
 
 
 class Ctl:
     def __init__(self, args):
-        self.args = args
-        self.client = Client(args.address, args.namespace)
+        from supervisor.client import Client
         from supervisor.gen.containerd.services.containers.v1 import containers_pb2
         from supervisor.gen.containerd.services.tasks.v1 import tasks_pb2
+        self.args = args
+        self.client = Client(args.address, args.namespace)
         self.cpb, self.tpb = containers_pb2, tasks_pb2
 
     # -- lookups --------------------------------------------------------------------------------
-    def container(self, name: str):
-        try:
-            return self.client.containers.Get(self.cpb.GetContainerRequest(id=name)).container
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise CtlError(f"no such container: {name}") from None
-            raise
+    def container(self, ref: str):
+        """Resolve a reference as Docker does: full ID, exact name, then unique ID prefix."""
+        if len(ref) == 64 and meta.is_hex_prefix(ref):
+            try:
+                return self.client.containers.Get(self.cpb.GetContainerRequest(id=ref)).container
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        by_name = self._list(meta.name_filter(ref.lstrip("/")))
+        if by_name:
+            return min(by_name, key=lambda c: (c.created_at.seconds, c.created_at.nanos, c.id))
+        if meta.is_hex_prefix(ref):
+            found = self._list(f"id~=^{ref}")
+            if len(found) > 1:
+                raise CtlError(f"Error response from daemon: Multiple IDs found with provided "
+                               f"prefix: {ref}")
+            if found:
+                return found[0]
+        raise no_such_container(ref)
 
-    def task(self, name: str):
+    def _list(self, *filters: str):
+        req = self.cpb.ListContainersRequest(filters=list(filters))
+        return list(self.client.containers.List(req).containers)
+
+    def task(self, cid: str):
         """The task's init process, or None if the container has no task."""
         try:
-            return self.client.tasks.Get(self.tpb.GetRequest(container_id=name)).process
+            return self.client.tasks.Get(self.tpb.GetRequest(container_id=cid)).process
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
 
-    # -- run ----------------------------------------------------------------------------------------
-    def cmd_run(self, a) -> int:
-        from supervisor import ctl_images
-        name = a.name or secrets.token_hex(6)
-        self._image_run = None
-        if ctl_images.is_image_ref(a.image):
-            return self._run_image(a, name)
-        spec = self._build_spec(a, name)
-        return self._run_spec(a, name, spec)
+    def record(self, ref: str) -> meta.Record:
+        c = self.container(ref)
+        return meta.record(c, self.task(c.id))
 
-    def _run_image(self, a, name: str) -> int:
-        """``run IMAGE``: the image's config and a snapshot of its own (ctl_images.ImageRun)."""
-        from supervisor import ctl_images
-        run = ctl_images.ImageRun(self, a, name)
-        run.prepare()
-        try:
-            spec = run.spec(a)
-            self._image_run = run
-            return self._run_spec(a, name, spec)
-        except BaseException:
+    def records(self) -> list[meta.Record]:
+        """Every container of the namespace with its task: two calls, whatever the count."""
+        tasks = {t.id: t for t in self.client.tasks.List(self.tpb.ListTasksRequest()).tasks}
+        out = [meta.record(c, tasks.get(c.id)) for c in self._list()]
+        return sorted(out, key=lambda r: r.created, reverse=True)
+
+    def each(self, refs, fn, echo: bool = True) -> int:
+        """Docker's multi-container commands: act on each, report each failure, exit 1 if any."""
+        failed = 0
+        for ref in refs:
             try:
-                self.container(name)
-            except CtlError:  # no container owns the snapshot yet: it goes here
-                ctl_images.remove_snapshot(self, argparse.Namespace(snapshot_key=name,
-                                                                    snapshotter="overlayfs"))
-            raise
+                fn(ref)
+                if echo:
+                    print(ref, flush=True)
+            except CtlError as e:
+                print(e, file=sys.stderr)
+                failed = 1
+            except grpc.RpcError as e:
+                print(f"Error response from daemon: {e.details()}", file=sys.stderr)
+                failed = 1
+        return failed
 
-    def _run_spec(self, a, name: str, spec: dict) -> int:
-        labels = {}
-        log = ""
-        if a.detach:
-            log = os.path.join(os.path.abspath(a.log_dir), self.args.namespace, name + ".log")
-            os.makedirs(os.path.dirname(log), exist_ok=True)
-            labels[LOG_LABEL] = log
-        if self._image_run is not None:
-            self._image_run.create_container(spec, labels, a.runtime or "")
-        else:
-            self.client.create_container(name, spec, labels, runtime_binary=a.runtime or "")
+    # -- names ----------------------------------------------------------------------------------
+    def check_name_free(self, name: str, cid: str = "") -> None:
+        for c in self._list(meta.name_filter(name)):
+            if c.id != cid:
+                raise CtlError(f'Error response from daemon: Conflict. The container name '
+                               f'"/{name}" is already in use by container "{c.id}". You have '
+                               f"to remove (or rename) that container to be able to reuse that "
+                               f"name.")
+
+    def claim_name(self, name: str, cid: str) -> None:
+        """After creating: if another container took the name meanwhile, the later one yields."""
+        holders = self._list(meta.name_filter(name))
+        if len(holders) > 1:
+            first = min(holders, key=lambda c: (c.created_at.seconds, c.created_at.nanos, c.id))
+            if first.id != cid:
+                self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
+                self.check_name_free(name)
+
+    # -- run / create -----------------------------------------------------------------------------
+    def cmd_run(self, a) -> int:
+        c = self.create(a)
+        cid = c.id
         try:
             if a.detach:
-                self._create_task(name, stdout="file://" + log, stderr="file://" + log,
-                                  terminal=a.tty)
-                self._start(name)
-                print(name)
+                self.start_logged(c)
+                print(cid)
                 return 0
-            return self._run_attached(name, a)
+            return self._run_attached(c, a)
         except BaseException:
-            if a.rm or a.detach:
-                self._remove(name, force=True)
+            if a.rm:
+                self._remove(cid, force=True)
             raise
 
-    def _build_spec(self, a, name: str) -> dict:
+    def cmd_create(self, a) -> int:
+        print(self.create(a).id)
+        return 0
+
+    def create(self, a):
+        cid = meta.new_id()
+        try:
+            name = meta.check_name(a.name) if a.name else meta.random_name()
+        except meta.NameError_ as e:
+            raise CtlError(f"Error response from daemon: {e}") from None
+        self.check_name_free(name)
+        spec, cfg, shown = self._build_spec(a, cid)
+        log = os.path.join(os.path.abspath(a.log_dir), self.args.namespace, cid + ".log")
+        labels = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
+        from supervisor import ctlnet
+        labels.update(ctlnet.run_labels(a))
+        labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
+                       meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
+        run = getattr(self, "_image_run", None)
+        if run is not None:  # an image: a snapshot of its own, named after the container
+            c = run.create_container(spec, labels, a.runtime or "")
+        else:
+            c = self.client.create_container(cid, spec, labels, runtime_binary=a.runtime or "")
+        self.claim_name(name, cid)
+        return c
+
+    def _build_spec(self, a, cid: str):
+        from supervisor import ctl_images, ctlopts
         try:
             if os.path.isfile(os.path.join(a.image, "config.json")):
                 spec = specmod.load_bundle(a.image)
             elif os.path.isdir(a.image):
-                spec = specmod.default_spec(a.image, a.command, name)
+                spec = specmod.default_spec(a.image, [], cid[:12])
+            elif ctl_images.is_image_ref(a.image):
+                self._image_run = ctl_images.ImageRun(self, a, cid)
+                spec = self._image_run.base_spec(a)
             else:
-                raise CtlError(f"{a.image}: neither a rootfs directory nor a bundle")
-            return specmod.apply_options(spec, args=a.command, env=a.env, user=a.user,
-                                         cwd=a.workdir, volumes=a.volume, terminal=a.tty,
-                                         cgroups_path=f"/{self.args.namespace}/{name}")
+                raise CtlError(f"Error response from daemon: {a.image}: neither a rootfs "
+                               "directory nor a bundle")
+            image_args = (spec.get("process") or {}).get("args") or []
+            args, shown = ctlopts.command_line(a, image_args)
+            env = ctlopts.read_env_files(a.env_file) + list(a.env)
+            specmod.apply_options(spec, args=args, env=env, user=a.user, cwd=a.workdir,
+                                  volumes=a.volume, terminal=a.tty,
+                                  cgroups_path=f"/{self.args.namespace}/{cid}")
+            cfg = ctlopts.apply_docker_options(spec, a, cid[:12])
+            cfg["cmd"] = list(a.command) or None
+            return spec, cfg, shown
         except specmod.SpecError as e:
-            raise CtlError(str(e)) from None
+            raise CtlError(f"Error response from daemon: {e}") from None
 
-    def _create_task(self, name: str, stdin="", stdout="", stderr="", terminal=False):
-        run = getattr(self, "_image_run", None)
-        req = self.tpb.CreateTaskRequest(container_id=name, stdin=stdin, stdout=stdout,
+    def start_logged(self, c) -> None:
+        """Create and start the task with its output going to the container's log file."""
+        log = c.labels.get(LOG_LABEL)
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        terminal = bool(json.loads(c.spec.value).get("process", {}).get("terminal"))
+        self._create_task(c.id, stdout="file://" + log, stderr="file://" + log,
+                          terminal=terminal)
+        self._start(c.id)
+
+    def _create_task(self, cid: str, stdin="", stdout="", stderr="", terminal=False):
+        from supervisor import ctl_images
+        req = self.tpb.CreateTaskRequest(container_id=cid, stdin=stdin, stdout=stdout,
                                          stderr=stderr, terminal=terminal,
-                                         rootfs=run.mounts if run is not None else [])
-        return self.client.tasks.Create(req)
-
-    def _start(self, name: str, exec_id: str = ""):
-        return self.client.tasks.Start(self.tpb.StartRequest(container_id=name, exec_id=exec_id))
-
-    def _run_attached(self, name: str, a) -> int:
-        from supervisor.clientio import FifoSet
-        fifos = FifoSet(name, stdin=a.interactive or a.tty, stderr=not a.tty)
+                                         rootfs=ctl_images.rootfs_of(self, cid))
         try:
-            self._create_task(name, fifos.stdin, fifos.stdout, fifos.stderr, a.tty)
-            code = self._attach(name, "", fifos, a.tty)
-            self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=name))
+            return self.client.tasks.Create(req)
+        except grpc.RpcError as e:
+            raise CtlError(f"Error response from daemon: {e.details()}",
+                           start_failure_code(e.details())) from None
+
+    def _start(self, cid: str, exec_id: str = ""):
+        try:
+            return self.client.tasks.Start(self.tpb.StartRequest(container_id=cid,
+                                                                 exec_id=exec_id))
+        except grpc.RpcError as e:
+            code = (_exec_failure_code if exec_id else start_failure_code)(e.details())
+            raise CtlError(f"Error response from daemon: {e.details()}", code) from None
+
+    def _run_attached(self, c, a) -> int:
+        from supervisor.clientio import FifoSet
+        cid = c.id
+        fifos = FifoSet(cid[:12], stdin=a.interactive, stderr=not a.tty)
+        try:
+            self._create_task(cid, fifos.stdin, fifos.stdout, fifos.stderr, a.tty)
+            code = self._attach(cid, "", fifos, a.tty)
+            if a.rm:
+                self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=cid))
         finally:
             fifos.close()
         if a.rm:
-            self._remove(name, force=True)
+            self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
+            from supervisor import ctl_images
+            ctl_images.remove_snapshot(self, c)
         return code
 
-    def _attach(self, name: str, exec_id: str, fifos, tty: bool) -> int:
+    def _attach(self, cid: str, exec_id: str, fifos, tty: bool) -> int:
         """Start the process with stdio attached; return its exit status."""
         from supervisor.clientio import RawTerminal
         fifos.start_output()
         result = {}
-        waiter = threading.Thread(target=self._wait_into, args=(name, exec_id, result),
+        waiter = threading.Thread(target=self._wait_into, args=(cid, exec_id, result),
                                   daemon=True)
         waiter.start()
         with RawTerminal() if tty else _Nothing():
-            self._start(name, exec_id)
+            self._start(cid, exec_id)
             if tty:
-                self._follow_resize(name, exec_id)
-            fifos.start_input(lambda: self._close_stdin(name, exec_id))
-            forward = self._forward_signals(name, exec_id) if not tty else None
+                self._follow_resize(cid, exec_id)
+            fifos.start_input(lambda: self._close_stdin(cid, exec_id))
+            forward = self._forward_signals(cid, exec_id) if not tty else None
             waiter.join()
             if forward:
                 forward()
@@ -181,20 +316,20 @@ class Ctl:
             raise result["error"]
         return result["code"]
 
-    def _wait_into(self, name, exec_id, result) -> None:
+    def _wait_into(self, cid, exec_id, result) -> None:
         try:
-            result["code"] = self.client.wait(name, exec_id)
+            result["code"] = self.client.wait(cid, exec_id)
         except grpc.RpcError as e:
             result["error"] = e
 
-    def _close_stdin(self, name: str, exec_id: str) -> None:
+    def _close_stdin(self, cid: str, exec_id: str) -> None:
         try:
-            self.client.tasks.CloseIO(self.tpb.CloseIORequest(container_id=name, exec_id=exec_id,
+            self.client.tasks.CloseIO(self.tpb.CloseIORequest(container_id=cid, exec_id=exec_id,
                                                               stdin=True))
         except grpc.RpcError:
             pass
 
-    def _follow_resize(self, name: str, exec_id: str) -> None:
+    def _follow_resize(self, cid: str, exec_id: str) -> None:
         from supervisor.clientio import terminal_size
 
         def resize(*_):
@@ -202,17 +337,17 @@ class Ctl:
             if size:
                 try:
                     self.client.tasks.ResizePty(self.tpb.ResizePtyRequest(
-                        container_id=name, exec_id=exec_id, width=size[0], height=size[1]))
+                        container_id=cid, exec_id=exec_id, width=size[0], height=size[1]))
                 except grpc.RpcError:
                     pass
         resize()
         signal.signal(signal.SIGWINCH, resize)
 
-    def _forward_signals(self, name: str, exec_id: str):
+    def _forward_signals(self, cid: str, exec_id: str):
         """Forward SIGINT/SIGTERM/SIGHUP to the process while attached; returns an undo."""
         def forward(sig, _frame):
             try:
-                self.client.tasks.Kill(self.tpb.KillRequest(container_id=name, exec_id=exec_id,
+                self.client.tasks.Kill(self.tpb.KillRequest(container_id=cid, exec_id=exec_id,
                                                             signal=sig))
             except grpc.RpcError:
                 pass
@@ -222,106 +357,112 @@ class Ctl:
 
     # -- exec ----------------------------------------------------------------------------------------
     def cmd_exec(self, a) -> int:
+        import secrets
+
+        from supervisor.client import PROCESS_URL, json_any
         from supervisor.clientio import FifoSet
+        if not a.command:
+            raise CtlError('"pyrunc-ctl exec" requires at least 2 arguments.')
         cont = self.container(a.container)
-        task = self.task(a.container)
+        cid = cont.id
+        task = self.task(cid)
         if task is None or _status_name(task.status) != "running":
-            raise CtlError(f"container {a.container} is not running")
+            raise CtlError(f"Error response from daemon: Container {cid} is not running")
         try:
             proc = specmod.exec_process(json.loads(cont.spec.value), a.command, env=a.env,
                                         user=a.user, cwd=a.workdir, terminal=a.tty)
         except specmod.SpecError as e:
-            raise CtlError(str(e)) from None
+            raise CtlError(f"Error response from daemon: {e}") from None
         exec_id = "exec-" + secrets.token_hex(6)
-        fifos = FifoSet(exec_id, stdin=a.interactive or a.tty, stderr=not a.tty)
-        try:
+        if a.detach:
             self.client.tasks.Exec(self.tpb.ExecProcessRequest(
-                container_id=a.container, exec_id=exec_id, spec=json_any(PROCESS_URL, proc),
-                terminal=a.tty, stdin=fifos.stdin, stdout=fifos.stdout, stderr=fifos.stderr))
+                container_id=cid, exec_id=exec_id, spec=json_any(PROCESS_URL, proc)))
+            self._start(cid, exec_id)
+            return 0
+        fifos = FifoSet(exec_id, stdin=a.interactive, stderr=not a.tty)
+        try:
             try:
-                code = self._attach(a.container, exec_id, fifos, a.tty)
+                self.client.tasks.Exec(self.tpb.ExecProcessRequest(
+                    container_id=cid, exec_id=exec_id, spec=json_any(PROCESS_URL, proc),
+                    terminal=a.tty, stdin=fifos.stdin, stdout=fifos.stdout, stderr=fifos.stderr))
+            except grpc.RpcError as e:
+                raise CtlError(f"Error response from daemon: {e.details()}",
+                               _exec_failure_code(e.details())) from None
+            try:
+                code = self._attach(cid, exec_id, fifos, a.tty)
             finally:
                 self.client.tasks.DeleteProcess(self.tpb.DeleteProcessRequest(
-                    container_id=a.container, exec_id=exec_id))
+                    container_id=cid, exec_id=exec_id))
         finally:
             fifos.close()
         return code
 
     # -- listing and inspection ----------------------------------------------------------------------
     def cmd_ps(self, a) -> int:
-        rows = []
-        for c in self.client.containers.List(self.cpb.ListContainersRequest()).containers:
-            task = self.task(c.id)
-            status = _status_name(task.status) if task else "created"
-            if task and status == "stopped":
-                status = f"exited ({task.exit_status})"
-            if not a.all and (task is None or status not in ("running", "paused")):
-                continue
-            args = json.loads(c.spec.value or b"{}").get("process", {}).get("args", [])
-            rows.append((c.id, status, str(task.pid) if task else "-", " ".join(args)))
-        _table(("CONTAINER", "STATUS", "PID", "COMMAND"), rows)
+        from supervisor import ctlview
+        from supervisor.ctlfilter import FilterError, PsFilter
+        try:
+            flt = PsFilter(a.filter)
+        except FilterError as e:
+            raise CtlError(str(e)) from None
+        recs = [r for r in self.records() if flt.match(r, a.all)]
+        if a.latest or a.last > 0:
+            recs = recs[:1 if a.latest else a.last]
+        fmt = a.format or ("{{.ID}}" if a.quiet else ctlview.PS_DEFAULT)
+        ctxs = [ctlview.PsContext(r, trunc=not a.no_trunc) for r in recs]
+        try:
+            out = ctlview.render_all(fmt, ctxs, ctlview.PsContext.HEADERS)
+        except ctlview.TemplateError as e:
+            raise CtlError(f"failed to execute template: {e}") from None
+        sys.stdout.write(out)
         return 0
+
+    def _inspect(self, ref: str) -> dict:
+        from supervisor import ctlnet, ctlview
+        rec = self.record(ref)
+        info = ctlview.inspect(rec)
+        network = ctlnet.network_settings(self, rec.id)
+        if network is not None:
+            info["NetworkSettings"] = network
+        return info
 
     def cmd_inspect(self, a) -> int:
-        from google.protobuf import json_format
-        out = []
-        for name in a.containers:
-            c = self.container(name)
-            info = {"id": c.id, "labels": dict(c.labels), "runtime": c.runtime.name,
-                    "created": c.created_at.ToJsonString(), "spec": json.loads(c.spec.value)}
-            task = self.task(name)
-            if task is not None:
-                info["task"] = json_format.MessageToDict(task, preserving_proto_field_name=True)
-                info["task"]["status"] = _status_name(task.status)
-            out.append(info)
-        print(json.dumps(out, indent=2))
-        return 0
+        from supervisor import ctlview
+        found, failed = [], 0
+        for ref in a.containers:
+            try:
+                found.append(self._inspect(ref))
+            except CtlError:
+                print(f"Error: No such object: {ref}", file=sys.stderr)
+                failed = 1
+        if a.format:
+            try:
+                sys.stdout.write(ctlview.render_all(a.format, found))
+            except ctlview.TemplateError as e:
+                raise CtlError(f"template parsing error: {e}") from None
+        else:
+            print(json.dumps(found, indent=4))
+        return failed
 
     def cmd_logs(self, a) -> int:
+        from supervisor.ctllogs import LogError, follow
         c = self.container(a.container)
         log = c.labels.get(LOG_LABEL)
         if not log:
-            raise CtlError(f"container {a.container} has no log (only -d containers keep one)")
+            raise CtlError(f"Error response from daemon: container {a.container} has no log")
         try:
-            f = open(log, "rb")
-        except OSError as e:
-            raise CtlError(f"log {log}: {e.strerror}") from None
-        with f:
-            while True:
-                data = f.read(65536)
-                if data:
-                    sys.stdout.buffer.write(data)
-                    sys.stdout.buffer.flush()
-                    continue
-                if not a.follow:
-                    return 0
-                task = self.task(a.container)
-                if task is None or _status_name(task.status) == "stopped":
-                    data = f.read()
-                    sys.stdout.buffer.write(data)
-                    sys.stdout.buffer.flush()
-                    return 0
-                time.sleep(0.2)
+            return follow(log, tail=a.tail, keep_going=a.follow,
+                          running=lambda: (self.task(c.id) or _Stopped()).status in (1, 2, 4, 5))
+        except LogError as e:
+            raise CtlError(str(e)) from None
 
     def cmd_stats(self, a) -> int:
-        from supervisor.gen.containerd.cgroups.v1 import metrics_pb2
-        filters = [f"id=={n}" for n in a.containers]
-        for n in a.containers:
-            self.container(n)
-        resp = self.client.tasks.Metrics(self.tpb.MetricsRequest(filters=filters))
-        rows = []
-        for m in resp.metrics:
-            data = metrics_pb2.Metrics()
-            data.ParseFromString(m.data.value)
-            mem = data.memory.usage
-            limit = "-" if mem.limit >= 1 << 62 else _bytes(mem.limit)
-            rows.append((m.id, f"{data.cpu.usage.total / 1e9:.3f}s",
-                         f"{_bytes(mem.usage)} / {limit}", str(data.pids.current)))
-        _table(("CONTAINER", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"), rows)
-        return 0
+        from supervisor.ctlstats import stats
+        return stats(self, a)
 
     def cmd_events(self, a) -> int:
         from google.protobuf import json_format
+
         from supervisor.events import EVENT_TYPES
         try:
             for env in self.client.subscribe(*a.filters):
@@ -337,73 +478,75 @@ class Ctl:
         return 0
 
     # -- signals and removal ------------------------------------------------------------------------
-    def _require_task(self, name: str):
-        self.container(name)
-        task = self.task(name)
-        if task is None:
-            raise CtlError(f"container {name} is not running")
-        return task
+    def _require_running(self, ref: str, what: str):
+        c = self.container(ref)
+        task = self.task(c.id)
+        if task is None or _status_name(task.status) not in ("running", "paused"):
+            raise CtlError(f"Error response from daemon: {what}Container {c.id} is not running")
+        return c, task
 
     def cmd_kill(self, a) -> int:
-        self._require_task(a.container)
-        self.client.tasks.Kill(self.tpb.KillRequest(container_id=a.container,
-                                                    signal=_signal(a.signal)))
-        return 0
+        sig = _signal(a.signal)
+
+        def kill(ref):
+            c, _ = self._require_running(ref, f"Cannot kill container: {ref}: ")
+            self.client.tasks.Kill(self.tpb.KillRequest(container_id=c.id, signal=sig))
+        return self.each(a.containers, kill)
 
     def cmd_stop(self, a) -> int:
-        for name in a.containers:
-            self._stop(name, a.time)
-            print(name)
-        return 0
+        sig = _signal(a.signal)
+        return self.each(a.containers,
+                         lambda ref: self.stop(self.container(ref).id, a.time, sig))
 
-    def _stop(self, name: str, grace: float) -> None:
-        """SIGTERM, up to `grace` seconds to exit, then SIGKILL (to every process)."""
-        task = self._require_task(name)
-        if _status_name(task.status) == "stopped":
+    def stop(self, cid: str, grace: float, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM (or `sig`), up to `grace` seconds to exit, then SIGKILL (to every process)."""
+        task = self.task(cid)
+        if task is None or _status_name(task.status) in ("stopped", "created"):
             return
         if _status_name(task.status) == "paused":
-            self.client.tasks.Resume(self.tpb.ResumeTaskRequest(container_id=name))
-        self._kill_quietly(name, signal.SIGTERM, False)
+            self.client.tasks.Resume(self.tpb.ResumeTaskRequest(container_id=cid))
+        self._kill_quietly(cid, sig, False)
         try:
-            self.client.wait(name, timeout=grace)
+            self.client.wait(cid, timeout=grace)
             return
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
-        self._kill_quietly(name, signal.SIGKILL, True)
-        self.client.wait(name)
+        self._kill_quietly(cid, signal.SIGKILL, True)
+        self.client.wait(cid)
 
-    def _kill_quietly(self, name: str, sig: int, all_: bool) -> None:
+    _stop = stop
+
+    def _kill_quietly(self, cid: str, sig: int, all_: bool) -> None:
         try:
-            self.client.tasks.Kill(self.tpb.KillRequest(container_id=name, signal=sig, all=all_))
+            self.client.tasks.Kill(self.tpb.KillRequest(container_id=cid, signal=sig, all=all_))
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:  # already finished
                 raise
 
     def cmd_rm(self, a) -> int:
-        for name in a.containers:
-            self.container(name)
-            self._remove(name, a.force)
-            print(name)
-        return 0
+        return self.each(a.containers, lambda ref: self._remove(self.container(ref).id,
+                                                                 a.force))
 
-    def _remove(self, name: str, force: bool) -> None:
-        task = self.task(name)
+    def _remove(self, cid: str, force: bool) -> None:
+        task = self.task(cid)
         if task is not None:
             status = _status_name(task.status)
             if status in ("running", "paused"):
                 if not force:
-                    raise CtlError(f"container {name} is {status}: stop it first or use -f")
+                    raise CtlError(f"Error response from daemon: You cannot remove a {status} "
+                                   f"container {cid}. Stop the container before attempting "
+                                   "removal or force remove")
                 if status == "paused":
-                    self.client.tasks.Resume(self.tpb.ResumeTaskRequest(container_id=name))
-                self._kill_quietly(name, signal.SIGKILL, True)
-                self.client.wait(name)
-            self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=name))
+                    self.client.tasks.Resume(self.tpb.ResumeTaskRequest(container_id=cid))
+                self._kill_quietly(cid, signal.SIGKILL, True)
+                self.client.wait(cid)
+            self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=cid))
         try:
-            cont = self.client.containers.Get(self.cpb.GetContainerRequest(id=name)).container
+            cont = self.client.containers.Get(self.cpb.GetContainerRequest(id=cid)).container
         except grpc.RpcError:
             return
-        self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=name))
+        self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
         from supervisor import ctl_images
         ctl_images.remove_snapshot(self, cont)
         log = cont.labels.get(LOG_LABEL)
@@ -414,14 +557,22 @@ class Ctl:
                 pass
 
     def cmd_pause(self, a) -> int:
-        self._require_task(a.container)
-        self.client.tasks.Pause(self.tpb.PauseTaskRequest(container_id=a.container))
-        return 0
+        def pause(ref):
+            c, task = self._require_running(ref, "")
+            if _status_name(task.status) == "paused":
+                raise CtlError(f"Error response from daemon: Container {c.id} is already paused")
+            self.client.tasks.Pause(self.tpb.PauseTaskRequest(container_id=c.id))
+        return self.each(a.containers, pause)
 
-    def cmd_resume(self, a) -> int:
-        self._require_task(a.container)
-        self.client.tasks.Resume(self.tpb.ResumeTaskRequest(container_id=a.container))
-        return 0
+    def cmd_unpause(self, a) -> int:
+        def unpause(ref):
+            c, task = self._require_running(ref, "")
+            if _status_name(task.status) != "paused":
+                raise CtlError(f"Error response from daemon: Container {c.id} is not paused")
+            self.client.tasks.Resume(self.tpb.ResumeTaskRequest(container_id=c.id))
+        return self.each(a.containers, unpause)
+
+    cmd_resume = cmd_unpause
 
 
 class _Nothing:
@@ -432,6 +583,10 @@ class _Nothing:
         return False
 
 
+class _Stopped:
+    status = 3
+
+
 def _signal(value: str) -> int:
     if value.isdigit():
         return int(value)
@@ -440,106 +595,299 @@ def _signal(value: str) -> int:
     try:
         return int(getattr(signal.Signals, name))
     except AttributeError:
-        raise CtlError(f"unknown signal {value!r}") from None
+        raise CtlError(f"Error response from daemon: Invalid signal: {value}") from None
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f}{unit}" if unit != "B" else f"{n}B"
-        n /= 1024
-    return str(n)
+# -- the command line ---------------------------------------------------------------------------
+
+class Parser(argparse.ArgumentParser):
+    """argparse with docker's error reporting: bad flags exit 125, missing arguments exit 1."""
+
+    argv: list[str] = []  # the command line being parsed (to quote a flag as it was typed)
+
+    def error(self, message):
+        cmd = self.prog
+        if message.startswith("the following arguments are required"):
+            need = getattr(self, "required_text", "at least 1 argument")
+            self.exit(EXIT_FAILED, f'"{cmd}" requires {need}.\nSee \'{cmd} --help\'.\n\n'
+                      f"{self.format_usage()}")
+        m = re.match(r"unrecognized arguments: (\S+)", message)
+        if m:
+            message = f"unknown flag: {m.group(1)}"
+        m = re.match(r"argument (\S+): (?:invalid (?:\S+ )?value: '(.*)'|(.*))$", message, re.S)
+        if m:
+            names = m.group(1).split("/")
+            flags = ", ".join(names[:2])
+            if m.group(2) is not None:
+                message = f'invalid argument "{m.group(2)}" for "{flags}" flag'
+            elif m.group(3).startswith("expected one argument"):
+                typed = next((a for a in reversed(Parser.argv) if a in names), names[-1])
+                message = "flag needs an argument: " + (
+                    f"'{typed[1:]}' in {typed}" if not typed.startswith("--") else typed)
+            else:
+                message = _argument_message(flags, m.group(3))
+        self.exit(EXIT_ERROR, f"{message}\nSee '{cmd} --help'.\n")
 
 
-def _table(header, rows) -> None:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    for row in [header] + rows:
-        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+def _argument_message(flags: str, text: str) -> str:
+    m = re.match(r'value "(.*?)": (.*)$', text, re.S)
+    if m:
+        return f'invalid argument "{m.group(1)}" for "{flags}" flag: {m.group(2)}'
+    return f"{flags}: {text}"
+
+
+def _typed(fn):
+    """Wrap a ctlopts parser so its error names the value (docker's message form)."""
+    def parse(text):
+        try:
+            return fn(text)
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f'value "{text}": {e}') from None
+    parse.__name__ = fn.__name__
+    return parse
+
+
+def _process_opts(p) -> None:
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
+    p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
+    p.add_argument("-u", "--user", default="", help="UID[:GID]")
+    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
+
+
+def _setup_run(p, create: bool = False) -> None:
+    from supervisor import ctlopts as o
+    _process_opts(p)
+    if not create:
+        p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+        p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    else:
+        p.set_defaults(detach=True, rm=False)
+    p.add_argument("--name", default="", help="assign a name to the container")
+    p.add_argument("--env-file", action="append", default=[], help="read a file of variables")
+    p.add_argument("-v", "--volume", action="append", default=[], help="HOST:CONTAINER[:ro]")
+    p.add_argument("--mount", action="append", default=[], type=_typed(o.mount_flag),
+                   help="type=bind|tmpfs,source=...,target=...[,readonly]")
+    p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs directory")
+    p.add_argument("--entrypoint", default="", help="overwrite the default entrypoint")
+    p.add_argument("-h", "--hostname", default="", help="container host name")
+    p.add_argument("-m", "--memory", type=_typed(o.size), default=0, help="memory limit")
+    p.add_argument("--cpus", type=_typed(o.cpus), default=0.0, help="number of CPUs")
+    p.add_argument("--pids-limit", type=_typed(o.go_int), default=None,
+                   help="tune the container pids limit (-1 for unlimited)")
+    p.add_argument("--restart", type=_typed(o.restart_policy),
+                   default={"Name": "no", "MaximumRetryCount": 0},
+                   help="no|always|on-failure[:N]|unless-stopped")
+    p.add_argument("--init", action="store_true", help="run an init inside the container")
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    p.add_argument("--cap-add", action="append", default=[], help="add Linux capabilities")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop Linux capabilities")
+    p.add_argument("--privileged", action="store_true", help="extended privileges")
+    p.add_argument("-l", "--label", action="append", default=[], type=_typed(o.key_value),
+                   help="set metadata on the container")
+    p.add_argument("--log-opt", action="append", default=[], type=_typed(o.log_opt),
+                   help="max-size=SIZE, max-file=N")
+    p.add_argument("--runtime", default="", help="OCI runtime binary for this container")
+    p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
+    from supervisor import ctlnet
+    ctlnet.add_run_options(p)
+    from supervisor import ctl_images
+    ctl_images.add_run_options(p)
+    p.add_argument("image", metavar="ROOTFS|BUNDLE|IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _setup_exec(p) -> None:
+    p.required_text = "at least 2 arguments"
+    _process_opts(p)
+    p.add_argument("-d", "--detach", action="store_true", help="run the command in the "
+                   "background")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _setup_ps(p) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="show all containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="only display container IDs")
+    p.add_argument("-f", "--filter", action="append", default=[], help="filter KEY=VALUE")
+    p.add_argument("--format", default="", help="Go-template subset, e.g. '{{.ID}}'")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-n", "--last", type=_typed(_int), default=-1, help="show n last created")
+    p.add_argument("-l", "--latest", action="store_true", help="show the latest created")
+    p.add_argument("-s", "--size", action="store_true", help="(accepted; sizes are 0B)")
+
+
+def _int(text: str) -> int:
+    from supervisor.ctlopts import go_int
+    return go_int(text)
+
+
+def _setup_logs(p) -> None:
+    p.required_text = "exactly 1 argument"
+    p.add_argument("-f", "--follow", action="store_true", help="follow log output")
+    p.add_argument("-n", "--tail", default="all", help="lines from the end (or all)")
+    p.add_argument("container")
+
+
+def _setup_kill(p) -> None:
+    p.add_argument("-s", "--signal", default="KILL", help="signal to send")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_stop(p) -> None:
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=_typed(_int), default=10,
+                   help="seconds to wait before killing")
+    p.add_argument("-s", "--signal", default="TERM", help="signal to stop with")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_rm(p) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_many(p) -> None:
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_inspect(p) -> None:
+    p.add_argument("-f", "--format", default="", help="Go-template subset")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_events(p) -> None:
+    p.add_argument("filters", nargs="*")
+
+
+def _setup_stats(p) -> None:
+    p.add_argument("--no-stream", action="store_true", help="print one sample and exit")
+    p.add_argument("--format", default="", help="Go-template subset")
+    p.add_argument("-a", "--all", action="store_true", help="all containers, not just running")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("containers", nargs="*")
+
+
+def _setup_start(p) -> None:
+    p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_rename(p) -> None:
+    p.required_text = "exactly 2 arguments"
+    p.add_argument("container")
+    p.add_argument("new_name")
+
+
+def _setup_top(p) -> None:
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
+
+def _setup_cp(p) -> None:
+    p.required_text = "exactly 2 arguments"
+    p.add_argument("-L", "--follow-link", action="store_true",
+                   help="follow a symlink given as the source")
+    p.add_argument("-a", "--archive", action="store_true", help="keep uid/gid")
+    p.add_argument("src")
+    p.add_argument("dst")
+
+
+# name -> (help, parser set-up, handler). A handler is a Ctl method name or "module:function"
+# (function(ctl, args) -> exit code), imported only when its command runs. Other modules add
+# commands by listing themselves in EXTENSIONS: each has add_commands(table) that adds entries.
+COMMANDS: dict[str, tuple] = {
+    "run": ("create and run a container", _setup_run, "cmd_run"),
+    "create": ("create a container", lambda p: _setup_run(p, create=True), "cmd_create"),
+    "start": ("start stopped containers", _setup_start, "supervisor.ctlcmds:start"),
+    "restart": ("restart containers", _setup_stop, "supervisor.ctlcmds:restart"),
+    "exec": ("run a command in a running container", _setup_exec, "cmd_exec"),
+    "ps": ("list containers", _setup_ps, "cmd_ps"),
+    "inspect": ("low-level information on containers", _setup_inspect, "cmd_inspect"),
+    "logs": ("fetch the logs of a container", _setup_logs, "cmd_logs"),
+    "kill": ("kill running containers", _setup_kill, "cmd_kill"),
+    "stop": ("stop running containers (SIGTERM, then SIGKILL)", _setup_stop, "cmd_stop"),
+    "rm": ("remove containers", _setup_rm, "cmd_rm"),
+    "pause": ("pause all processes of containers", _setup_many, "cmd_pause"),
+    "unpause": ("unpause all processes of containers", _setup_many, "cmd_unpause"),
+    "resume": ("unpause (alias)", _setup_many, "cmd_unpause"),
+    "wait": ("block until containers stop, print exit codes", _setup_many,
+             "supervisor.ctlcmds:wait"),
+    "rename": ("rename a container", _setup_rename, "supervisor.ctlcmds:rename"),
+    "top": ("display the running processes of a container", _setup_top,
+            "supervisor.ctlcmds:top"),
+    "events": ("print events", _setup_events, "cmd_events"),
+    "stats": ("resource usage statistics", _setup_stats, "cmd_stats"),
+}
+ERROR_CODES = {"run": EXIT_ERROR, "create": EXIT_ERROR}
+EXTENSIONS: tuple[str, ...] = ("supervisor.ctlnet", "supervisor.ctl_images")
+_NO_HELP = ("run", "create")  # -h is --hostname there, as in docker
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pyrunc-ctl", description="docker-like client for "
-                                 "pyrunc-supervisor")
+    ap = Parser(prog="pyrunc-ctl", description="docker-like client for pyrunc-supervisor")
     ap.add_argument("-a", "--address", default=os.environ.get("PYRUNC_SUPERVISOR_ADDRESS",
                                                               DEFAULT_ADDRESS))
     ap.add_argument("-n", "--namespace", default=os.environ.get("PYRUNC_NAMESPACE", "default"))
-    sub = ap.add_subparsers(dest="cmd", required=True)
-
-    def add(name, **kw):
-        return sub.add_parser(name, **kw)
-
-    def process_opts(p):
-        p.add_argument("-t", "--tty", action="store_true")
-        p.add_argument("-i", "--interactive", action="store_true")
-        p.add_argument("-e", "--env", action="append", default=[])
-        p.add_argument("-u", "--user", default="")
-        p.add_argument("-w", "--workdir", default="")
-
-    p = add("run", help="create and start a container")
-    process_opts(p)
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--rm", action="store_true")
-    p.add_argument("--name", default="")
-    p.add_argument("-v", "--volume", action="append", default=[])
-    p.add_argument("--runtime", default="", help="OCI runtime binary for this container")
-    p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
-    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
-                   help="for an IMAGE: pull it when missing (default), always, or never")
-    p.add_argument("--plain-http", action="store_true", help="pull over plain HTTP (localhost)")
-    p.add_argument("image", metavar="ROOTFS|BUNDLE|IMAGE")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p = add("exec", help="run a command in a running container")
-    process_opts(p)
-    p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p = add("ps", help="list containers")
-    p.add_argument("-a", "--all", action="store_true")
-    p = add("logs", help="print a detached container's output")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("container")
-    p = add("kill", help="signal a container")
-    p.add_argument("-s", "--signal", default="KILL")
-    p.add_argument("container")
-    p = add("stop", help="SIGTERM, then SIGKILL after a grace period")
-    p.add_argument("-t", "--time", type=float, default=10.0)
-    p.add_argument("containers", nargs="+")
-    p = add("rm", help="remove containers")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("containers", nargs="+")
-    for name in ("pause", "resume"):
-        add(name, help=f"{name} a container").add_argument("container")
-    add("inspect", help="show a container as JSON").add_argument("containers", nargs="+")
-    add("events", help="print events").add_argument("filters", nargs="*")
-    add("stats", help="resource usage").add_argument("containers", nargs="*")
-    from supervisor import ctl_images
-    ctl_images.add_parsers(add)
+    from supervisor import version
+    version.add_flag(ap)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    table = dict(COMMANDS)
+    for mod in EXTENSIONS:
+        importlib.import_module(mod).add_commands(table)
+    for name, (help_, setup, handler) in table.items():
+        p = sub.add_parser(name, help=help_, add_help=name not in _NO_HELP,
+                           prog=f"pyrunc-ctl {name}")
+        if name in _NO_HELP:
+            p.add_argument("--help", action="help", help="show this help message and exit")
+        setup(p)
+        p.set_defaults(handler=handler, errcode=ERROR_CODES.get(name, EXIT_FAILED))
     return ap
 
 
+def _handler(ctl: Ctl, handler: str):
+    if ":" in handler:
+        mod, fn = handler.split(":")
+        func = getattr(importlib.import_module(mod), fn)
+        return lambda a: func(ctl, a)
+    return getattr(ctl, handler)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.cmd == "exec" and not args.command:
-        print("pyrunc-ctl: exec needs a command", file=sys.stderr)
-        return EXIT_ERROR
-    ctl = Ctl(args)
-    from supervisor.ctl_images import ImageError
+    parser = build_parser()
+    Parser.argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report it as the command's own flag error, as docker does
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
+    errcode = args.errcode
     try:
-        if not hasattr(ctl, "cmd_" + args.cmd):
-            from supervisor import ctl_images
-            return getattr(ctl_images, "cmd_" + args.cmd)(ctl, args)
-        return getattr(ctl, "cmd_" + args.cmd)(args)
-    except (CtlError, ImageError) as e:
-        print(f"pyrunc-ctl: {e}", file=sys.stderr)
+        ctl = Ctl(args)
+        return _handler(ctl, args.handler)(args)
+    except CtlError as e:
+        _report(args, str(e))
+        return e.code if e.code is not None else errcode
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNAVAILABLE:
-            print(f"pyrunc-ctl: cannot reach the supervisor at {args.address}: is "
-                  "pyrunc-supervisor running?", file=sys.stderr)
+            _report(args, f"Cannot connect to the pyrunc supervisor at unix://{args.address}. "
+                    "Is pyrunc-supervisor running?")
         else:
-            print(f"pyrunc-ctl: {e.details()}", file=sys.stderr)
+            _report(args, f"Error response from daemon: {e.details()}")
     except KeyboardInterrupt:
         pass
-    return EXIT_ERROR
+    return errcode
+
+
+def _report(args, message: str) -> None:
+    """Docker's layout: run/create errors say who and point at --help; others are one line."""
+    if args.cmd in ERROR_CODES:
+        print(f"pyrunc-ctl: {message}\nSee 'pyrunc-ctl {args.cmd} --help'.", file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module's own copy (not __main__'s), so the CtlError that extensions import from
+    # supervisor.ctl is the one main() catches.
+    from supervisor.ctl import main as _main
+    sys.exit(_main())

@@ -19,30 +19,73 @@ import time
 import grpc
 
 
-class ImageError(Exception):
-    """A one-line error of an image command (pyrunc-ctl prints it and exits 125)."""
+def ImageError(message: str):
+    """ctl's own error (printed as one line, non-zero exit)."""
+    from supervisor.ctl import CtlError
+    return CtlError(message)
 
 
-def add_parsers(add) -> None:
-    p = add("pull", help="pull an image (the supervisor fetches and unpacks it)")
+def _setup_pull(p) -> None:
     p.add_argument("--plain-http", action="store_true", help="plain HTTP to a localhost registry")
     p.add_argument("--platform", default="", help="os/arch (default: the host's)")
     p.add_argument("ref")
-    p = add("images", help="list images")
+
+
+def _setup_images(p) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
-    p = add("rmi", help="remove images (and, by garbage collection, what only they used)")
-    p.add_argument("refs", nargs="+")
-    p = add("image", help="image commands: inspect")
+
+
+def _setup_image(p) -> None:
     p.add_argument("action", choices=("inspect",))
     p.add_argument("refs", nargs="+")
-    p = add("save", help="write images as an OCI image layout tarball")
+
+
+def _setup_save(p) -> None:
     p.add_argument("-o", "--output", default="-")
     p.add_argument("refs", nargs="+")
-    p = add("load", help="load an OCI layout tarball or a docker save archive")
-    p.add_argument("-i", "--input", default="-")
-    p = add("tag", help="give an image another name")
+
+
+def _setup_tag(p) -> None:
     p.add_argument("source")
     p.add_argument("target")
+
+
+def add_commands(table: dict) -> None:
+    """ctl's command table: the image commands."""
+    here = "supervisor.ctl_images:"
+    table["pull"] = ("pull an image (the supervisor fetches and unpacks it)", _setup_pull,
+                     here + "cmd_pull")
+    table["images"] = ("list images", _setup_images, here + "cmd_images")
+    table["rmi"] = ("remove images (and, by garbage collection, what only they used)",
+                    lambda p: p.add_argument("refs", nargs="+"), here + "cmd_rmi")
+    table["image"] = ("image commands: inspect", _setup_image, here + "cmd_image")
+    table["save"] = ("write images as an OCI image layout tarball", _setup_save,
+                     here + "cmd_save")
+    table["load"] = ("load an OCI layout tarball or a docker save archive",
+                     lambda p: p.add_argument("-i", "--input", default="-"), here + "cmd_load")
+    table["tag"] = ("give an image another name", _setup_tag, here + "cmd_tag")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return str(n)
+
+
+def _table(header, rows) -> None:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def add_run_options(p) -> None:
+    """run/create's image options."""
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                   help="for an IMAGE: pull it when missing (default), always, or never")
+    p.add_argument("--plain-http", action="store_true",
+                   help="pull over plain HTTP (a localhost registry)")
 
 
 def _md(ctl):
@@ -80,7 +123,6 @@ def cmd_pull(ctl, a) -> int:
 
 def _draw(seen: dict, start: float, drawn: int) -> int:
     """Redraw the progress block in place; its height."""
-    from supervisor.ctl import _bytes
     out = ["\x1b[F" * drawn] if drawn else []
     total = sum(o for o, _ in seen.values())
     for digest, (offset, size) in seen.items():
@@ -94,7 +136,6 @@ def _draw(seen: dict, start: float, drawn: int) -> int:
 
 
 def cmd_images(ctl, a) -> int:
-    from supervisor.ctl import _bytes, _table
     from supervisor.gen.containerd.services.images.v1 import images_pb2
     images = _images_stub(ctl).List(images_pb2.ListImagesRequest(), metadata=_md(ctl)).images
     if a.quiet:
@@ -198,19 +239,22 @@ class ImageRun:
                 "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
         return config.get("config") or {}, chain
 
-    def spec(self, a) -> dict:
-        """The OCI spec from the image config (Entrypoint, Cmd, Env, WorkingDir, User) with
-        the run options on top."""
+    def base_spec(self, a) -> dict:
+        """The OCI spec from the image config (Entrypoint + Cmd, Env, WorkingDir, User), for
+        ctl to put the run options on; the container's snapshot is prepared here."""
         from supervisor import spec as specmod
+        self.prepare()
         cfg = self.config
-        args = list(cfg.get("Entrypoint") or []) + (list(a.command) or list(cfg.get("Cmd") or []))
-        spec = specmod.default_spec("rootfs", args, self.name)
+        entry = list(cfg.get("Entrypoint") or [])
+        if entry and a.command and not getattr(a, "entrypoint", ""):
+            a.command = entry + list(a.command)  # a command replaces Cmd, not the Entrypoint
+        spec = specmod.default_spec("rootfs", entry + list(cfg.get("Cmd") or []),
+                                    self.name[:12])
         spec["process"]["env"] = list(cfg.get("Env") or [specmod.DEFAULT_PATH])
         spec["process"]["cwd"] = cfg.get("WorkingDir") or "/"
-        user = a.user or cfg.get("User") or ""
-        return specmod.apply_options(spec, env=a.env, user=self._numeric_user(user),
-                                     cwd=a.workdir, volumes=a.volume, terminal=a.tty,
-                                     cgroups_path=f"/{self.ctl.args.namespace}/{self.name}")
+        if cfg.get("User") and not a.user:
+            spec["process"]["user"] = specmod.parse_user(self._numeric_user(cfg["User"]))
+        return spec
 
     def _numeric_user(self, user: str) -> str:
         """``name[:group]`` resolved in the image's /etc/passwd and /etc/group."""
@@ -268,7 +312,29 @@ class ImageRun:
             opts = options_pb2.Options(binary_name=runtime_binary)
             c.runtime.options.CopyFrom(any_pb2.Any(type_url="containerd.runc.v1.Options",
                                                    value=opts.SerializeToString()))
-        self.ctl.client.containers.Create(containers_pb2.CreateContainerRequest(container=c))
+        try:
+            return self.ctl.client.containers.Create(
+                containers_pb2.CreateContainerRequest(container=c)).container
+        except BaseException:
+            remove_snapshot(self.ctl, c)
+            raise
+
+
+def rootfs_of(ctl, cid: str) -> list:
+    """The task's rootfs mounts: those of the container's snapshot, if it has one."""
+    run = getattr(ctl, "_image_run", None)
+    if run is not None and run.name == cid and run.mounts is not None:
+        return run.mounts
+    try:
+        c = ctl.client.containers.Get(ctl.cpb.GetContainerRequest(id=cid)).container
+    except grpc.RpcError:
+        return []
+    if not c.snapshot_key:
+        return []
+    from supervisor.gen.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+    stub = snapshots_pb2_grpc.SnapshotsStub(ctl.client.channel)
+    return list(stub.Mounts(snapshots_pb2.MountsRequest(
+        snapshotter=c.snapshotter or "overlayfs", key=c.snapshot_key), metadata=_md(ctl)).mounts)
 
 
 def remove_snapshot(ctl, container) -> None:

@@ -11,7 +11,6 @@ also be killed outright (kill -9): the same recovery happens on the next start.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -20,6 +19,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+
+from supervisor import __version__
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
 DEFAULT_STATE = "/run/pyrunc/supervisor"
@@ -34,7 +35,7 @@ class Config:
     root: str = DEFAULT_ROOT
     runtime: str = DEFAULT_RUNTIME
     runtime_root: str = ""
-    registries: str = ""  # JSON file: per-registry insecure, credentials, mirrors
+    settings: object = None     # supervisor.config.Settings: every key of the config file
 
     def __post_init__(self):
         self.runtime_root = self.runtime_root or os.path.join(self.state, "runtime")
@@ -82,6 +83,7 @@ class Daemon:
         from supervisor.events import Exchange
         from supervisor.metadata.leases import Leases
         from supervisor.metadata.store import Store
+        from supervisor.config import Settings
         from supervisor.services import Registry
         self.config = config
         for d in (os.path.dirname(config.address), config.state, config.root):
@@ -93,9 +95,12 @@ class Daemon:
             config=config, uuid=_load_uuid(config.root), store=store, leases=leases,
             events=events,
             tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
+        self.services.add("settings", config.settings or Settings())
         self._add_image_services(store, leases)
+        self._add_networks()
         self.server = None
         self.collector = None
+        self.operations = None
 
     def _add_image_services(self, store, leases) -> None:
         """The image half: content store (and, as they land, snapshots, diff, images, gc)."""
@@ -111,15 +116,26 @@ class Daemon:
         from supervisor.images.store import Images
         from supervisor.metadata.gc import Collector
         self.services.add("images", Images(store))
-        from supervisor.images.remote import load_hosts
-        self.services.add("registry_hosts", load_hosts(self.config.registries))
         self.services.add("gc", Collector(store, leases, self.services.get("content"),
                                           snapshotters, self.services.get("images")))
+        from supervisor.images.remote import hosts_from_settings
+        self.services.add("registry_hosts", hosts_from_settings(self.services.get("settings")))
+
+    def _add_networks(self) -> None:
+        from supervisor.network.manager import NetworkManager
+        settings = self.services.get("settings")
+        networks = NetworkManager(self.config.state,
+                                  settings["cni.conf_dir"] or os.path.join(self.config.root,
+                                                                           "net.d"),
+                                  settings["cni.path"], settings["cni.timeout"])
+        self.services.add("networks", networks)
+        self.services.get("tasks").network = networks
 
     async def start(self) -> None:
         import grpc
         import prctl
         from supervisor import api
+        from supervisor.operate import Operations
         from supervisor.shimclient import REAPER
         _claim_socket(self.config.address)
         prctl.set_child_subreaper(True)
@@ -127,7 +143,9 @@ class Daemon:
         await self.services.get("tasks").open()
         self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
         self.gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
-        self.server = grpc.aio.server()
+        self.operations = Operations(self.services.get("settings"), self.services)
+        await self.operations.start()  # metrics answer once the API does
+        self.server = grpc.aio.server(interceptors=self.operations.interceptors())
         api.register(self.server, self.services)
         old = os.umask(0o177)  # the socket is created 0600
         try:
@@ -138,25 +156,30 @@ class Daemon:
         os.chmod(self.config.address, 0o600)
 
     async def _collect_leases(self) -> None:
-        """Expired leases go at their expiry (and at the latest a minute after one is added)."""
+        """Expired leases go at their expiry (and at the latest gc.interval seconds, a minute by
+        default, after one is added)."""
         leases = self.services.get("leases")
+        every = self.services.get("settings")["gc.interval"]
         while True:
             leases.collect()
             nxt = leases.next_expiry()
-            await asyncio.sleep(60 if nxt is None else min(60, max(0.0, nxt - time.time())))
+            await asyncio.sleep(every if nxt is None else min(every, max(0.0, nxt - time.time())))
 
     async def _collect_garbage(self) -> None:
-        """A full garbage collection at start (what a crash left) and every ten minutes."""
+        """A full garbage collection at start (what a crash left) and every gc.interval."""
         import logging
         gc = self.services.get("gc")
+        every = self.services.get("settings")["gc.interval"]
         while True:
             try:
                 await asyncio.to_thread(gc.collect)
             except Exception:  # a failed round is retried at the next one
                 logging.getLogger("pyrunc.supervisor").exception("garbage collection")
-            await asyncio.sleep(600)
+            await asyncio.sleep(every)
 
     async def stop(self) -> None:
+        if self.operations is not None:
+            await self.operations.stop()
         if self.server is not None:
             await self.server.stop(grace=1)
         if self.collector is not None:
@@ -201,43 +224,23 @@ def resolve_runtime(name: str) -> str:
     return beside if os.access(beside, os.X_OK) else name
 
 
-def parse_args(argv=None) -> Config:
-    ap = argparse.ArgumentParser(prog="pyrunc-supervisor",
-                                 description="containerd-compatible container supervisor")
-    ap.add_argument("--address", "-a", default=os.environ.get("PYRUNC_SUPERVISOR_ADDRESS",
-                                                              DEFAULT_ADDRESS),
-                    help="gRPC unix socket (default %(default)s)")
-    ap.add_argument("--state", default=DEFAULT_STATE,
-                    help="runtime state: task bundles, shim sockets (default %(default)s)")
-    ap.add_argument("--root", default=DEFAULT_ROOT,
-                    help="persistent data: metadata database (default %(default)s)")
-    ap.add_argument("--runtime", default=os.environ.get("PYRUNC_SUPERVISOR_RUNTIME",
-                                                        DEFAULT_RUNTIME),
-                    help="default OCI runtime binary, runc-compatible (default %(default)s)")
-    ap.add_argument("--runtime-root", default="",
-                    help="the runtime's --root, per namespace below it (default STATE/runtime)")
-    ap.add_argument("--registry-config", default="",
-                    help="JSON file of registry hosts: {\"hosts\": {\"HOST[:PORT]\": {\"insecure\": "
-                         "bool, \"username\": .., \"password\": .., \"mirrors\": [HOST..]}}}")
-    args = ap.parse_args(argv)
-    paths = [os.path.abspath(p) for p in (args.address, args.state, args.root)]
-    runtime_root = os.path.abspath(args.runtime_root) if args.runtime_root else ""
-    return Config(paths[0], paths[1], paths[2], resolve_runtime(args.runtime), runtime_root,
-                  os.path.abspath(args.registry_config) if args.registry_config else "")
+def run(config: Config) -> int:
+    """Serve until SIGTERM/SIGINT; the exit status."""
+    from supervisor import log
+    try:
+        asyncio.run(serve(config, ready=lambda: log.info(
+            "serving", address=config.address, version=__version__, pid=os.getpid())))
+    except (DaemonError, OSError) as e:
+        log.error(str(e))
+        return 1
+    log.info("stopped")
+    return 0
 
 
 def main(argv=None) -> int:
-    config = parse_args(argv)
-    if len(config.address.encode()) > 107:
-        print(f"pyrunc-supervisor: socket path too long: {config.address}", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(serve(config, ready=lambda: print(
-            f"pyrunc-supervisor: serving on {config.address}", file=sys.stderr, flush=True)))
-    except (DaemonError, OSError) as e:
-        print(f"pyrunc-supervisor: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """The command line (flags, the config file, ``config default|dump``): supervisor/command.py."""
+    from supervisor.command import main as command_main
+    return command_main(argv)
 
 
 if __name__ == "__main__":

@@ -24,17 +24,20 @@ PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _shim_pythonpath() -> str:
+    """The package root, python-prctl's directory (its C module ``_prctl`` sits beside it) and
+    setproctitle's package directory (whose C module ``_setproctitle`` the shim imports alone)."""
     paths = [PKG_ROOT]
-    spec = importlib.util.find_spec("prctl")
-    if spec and spec.origin:
-        paths.append(os.path.dirname(spec.origin))
+    for name in ("prctl", "setproctitle"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.origin:
+            paths.append(os.path.dirname(spec.origin))
     return os.pathsep.join(dict.fromkeys(paths))
 
 
 SHIM_PYTHONPATH = _shim_pythonpath()
 SHIM_MODULES = ("__init__.py", "wire.py", "shim/__init__.py", "shim/__main__.py",
-                "shim/reactor.py", "shim/stdio.py", "shim/runtime.py", "shim/task.py",
-                "shim/server.py", "mounts.py")
+                "shim/reactor.py", "shim/stdio.py", "shim/runtime.py", "shim/states.py",
+                "shim/task.py", "shim/server.py", "shim/title.py", "shim/shimlog.py", "mounts.py")
 
 
 def precompile_shim() -> None:

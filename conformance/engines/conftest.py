@@ -26,7 +26,8 @@ import enginelib as el  # noqa: E402
 
 RUNTIMES = ["pyrunc", "runc"]
 ENGINE_OF = {"test_podman": "podman", "test_containerd": "containerd (ctr)",
-             "test_cri": "containerd (CRI, BinaryName)"}
+             "test_cri": "containerd (CRI, BinaryName)",
+             "test_podman_rootless": "podman (rootless)"}
 
 
 def _asked_for(config) -> bool:

@@ -102,6 +102,10 @@ class V2Manager(base.Manager):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    # Rootless (pyrunc/rootless.py) sets this: loading the device filter (eBPF) needs
+    # privileges a user lacks, and a user namespace cannot reach a device its user could not.
+    skip_devices = False
+
     def create(self, resources: dict | None, devices: list | None = None) -> None:
         from . import devices as dev
         from .resources import parse
@@ -177,7 +181,7 @@ class V2Manager(base.Manager):
         if res.unified:
             from . import unified
             unified.set_unified(d, res.unified, available, f" in {d}")
-        if not update or res.devices is not None:
+        if (not update or res.devices is not None) and not self.skip_devices:
             dev.set_v2(d, dev.effective(res.devices, node_rules))
 
     # --- freezing, signals, processes ---------------------------------------------------------

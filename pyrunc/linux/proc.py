@@ -59,3 +59,13 @@ def wait_exit(pidfd: int, timeout: float | None) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+
+
+def in_user_namespace() -> bool:
+    """Does this process run in a user namespace other than the initial one (as the runtime does
+    under rootless podman, uid 0 of the user's namespace)?  The initial one maps every id."""
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            return f.read().split() != [b"0", b"0", b"4294967295"]
+    except OSError:
+        return False

@@ -44,7 +44,6 @@ def test_resources_land_in_the_v1_files(cgroup):
                    "swappiness": 10},
         "cpu": {"shares": 512, "quota": 20000, "period": 50000, "cpus": "0", "mems": "0"},
         "pids": {"limit": 42},
-        "blockIO": {"weight": 300},
     })
     assert cgroup_file(mgr, "memory", "memory.limit_in_bytes") == str(64 * MiB)
     assert cgroup_file(mgr, "memory", "memory.soft_limit_in_bytes") == str(32 * MiB)
@@ -56,9 +55,49 @@ def test_resources_land_in_the_v1_files(cgroup):
     assert cgroup_file(mgr, "cpu", "cpu.cfs_period_us") == "50000"
     assert cgroup_file(mgr, "cpuset", "cpuset.cpus") == "0"
     assert cgroup_file(mgr, "pids", "pids.max") == "42"
-    weight = "blkio.weight" if os.path.exists(os.path.join(mgr.dirs["blkio"], "blkio.weight")) \
-        else "blkio.bfq.weight"
-    assert cgroup_file(mgr, "blkio", weight).split()[-1] == "300"
+
+
+def test_block_io_throttles_land_in_the_v1_files(cgroup):
+    """Throttles exist on every v1 blkio controller: each limit is read back exactly."""
+    dev = block_device()
+    mgr = cgroup({"blockIO": {
+        "throttleReadBpsDevice": [{**dev, "rate": 1 * MiB}],
+        "throttleWriteBpsDevice": [{**dev, "rate": 2 * MiB}],
+        "throttleReadIOPSDevice": [{**dev, "rate": 300}],
+        "throttleWriteIOPSDevice": [{**dev, "rate": 400}],
+    }})
+    at = f"{dev['major']}:{dev['minor']}"
+    assert cgroup_file(mgr, "blkio", "blkio.throttle.read_bps_device") == f"{at} {1 * MiB}"
+    assert cgroup_file(mgr, "blkio", "blkio.throttle.write_bps_device") == f"{at} {2 * MiB}"
+    assert cgroup_file(mgr, "blkio", "blkio.throttle.read_iops_device") == f"{at} 300"
+    assert cgroup_file(mgr, "blkio", "blkio.throttle.write_iops_device") == f"{at} 400"
+
+
+def test_block_io_weight_lands_or_is_refused_by_name(cgroup):
+    """A weight needs CFQ's blkio.weight or BFQ's blkio.bfq.weight; kernels whose block devices
+    all use another scheduler (mq-deadline, kyber, none) have neither, and the refusal must then
+    name the field and the missing file (runc 1.1.5 refuses the same config there)."""
+    probe = cgroup()
+    weight_file = next((name for name in ("blkio.weight", "blkio.bfq.weight")
+                        if os.path.exists(os.path.join(probe.dirs["blkio"], name))), None)
+    if weight_file:
+        mgr = cgroup({"blockIO": {"weight": 300}})
+        assert cgroup_file(mgr, "blkio", weight_file).split()[-1] == "300"
+        return
+    mgr = cgroup(create=False)
+    with pytest.raises(CgroupError, match=r"^linux\.resources\.blockIO\.weight: write '300' to "
+                       r"\S+/blkio\.weight: not supported by this kernel"):
+        mgr.create({"blockIO": {"weight": 300}})
+    # the fixture destroys the half-made cgroup and checks that no directory is left
+
+
+def block_device() -> dict:
+    """A whole block device of this machine (throttles need a real one)."""
+    names = sorted(os.listdir("/sys/block"), key=lambda n: n.startswith(("loop", "ram", "zram")))
+    assert names, "no block device in /sys/block"
+    with open(f"/sys/block/{names[0]}/dev") as f:
+        major, minor = f.read().strip().split(":")
+    return {"major": int(major), "minor": int(minor)}
 
 
 def test_new_cpuset_directories_get_their_parents_sets(cgroup, spawn):

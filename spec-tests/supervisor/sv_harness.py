@@ -92,6 +92,45 @@ def processes_mentioning(text: str) -> list[int]:
     return out
 
 
+def unix_listeners_under(prefix: str, netns_pids=("self",)) -> set[int]:
+    """Inodes of listening unix sockets bound below ``prefix`` (from /proc/PID/net/unix, of the
+    network namespaces of ``netns_pids``: a listener's path is visible in its own netns only)."""
+    inodes = set()
+    for pid in netns_pids:
+        try:
+            with open(f"/proc/{pid}/net/unix") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split(None, 7)
+            # Flags 00010000 (__SO_ACCEPTCON): listening; accepted sockets carry the path too
+            if len(fields) == 8 and fields[7].startswith(prefix) and int(fields[3], 16) & 0x10000:
+                inodes.add(int(fields[6]))
+    return inodes
+
+
+def processes_holding(inodes: set[int]) -> list[int]:
+    """Live processes with an open file descriptor on one of these socket inodes."""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    out = []
+    for entry in os.listdir("/proc") if wanted else ():
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
+                    out.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return [p for p in out if pid_alive(p)]
+
+
 def mounts_under(path: str) -> list[str]:
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -123,8 +162,9 @@ def remove_cgroup_tree(path: str) -> None:
 class Supervisor:
     """One pyrunc-supervisor daemon with private directories, driven by ctr and the API."""
 
-    def __init__(self, base: str | None = None, runtime: str = RUNTIME):
+    def __init__(self, base: str | None = None, runtime: str = RUNTIME, args=()):
         self.base = base or tempfile.mkdtemp(prefix="svt-", dir="/tmp")
+        self.args = list(args)  # more daemon flags
         self.sock = os.path.join(self.base, "sv.sock")
         self.state = os.path.join(self.base, "state")
         self.root = os.path.join(self.base, "root")
@@ -140,7 +180,7 @@ class Supervisor:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "supervisor.daemon", "--address", self.sock, "--state", self.state,
-             "--root", self.root, "--runtime", self.runtime],
+             "--root", self.root, "--runtime", self.runtime, *self.args],
             cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         wait_for(self._answers, 20, what=f"daemon socket (log: {self.log_path})")
@@ -218,7 +258,11 @@ class Supervisor:
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
     def shim_pids(self) -> list[int]:
-        return processes_mentioning(os.path.join(self.state, "s") + "/")
+        """The zygote and every shim: the processes listening on a socket in <state>/s/ (their
+        command lines are process titles such as ``pyrunc-shim ns=... id=...``, which do not
+        name our directories)."""
+        netns = ["self"] + ([self.proc.pid] if self.proc and self.proc.poll() is None else [])
+        return processes_holding(unix_listeners_under(os.path.join(self.state, "s") + "/", netns))
 
     def runtime_list(self, namespace: str | None = None) -> list[dict]:
         root = os.path.join(self.state, "runtime", namespace or self.ns)
@@ -258,7 +302,7 @@ class Supervisor:
             c.close()
 
     def _kill_our_processes(self) -> None:
-        for pid in processes_mentioning(self.state + "/"):
+        for pid in set(processes_mentioning(self.state + "/")) | set(self.shim_pids()):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -111,8 +111,18 @@ def test_namespaces_service(sv):
     names = [n.name for n in client.namespaces.List(npb.ListNamespacesRequest()).namespaces]
     assert name in names
     client.namespaces.Delete(npb.DeleteNamespaceRequest(name=name))
-    code, _ = code_of(client.namespaces.Get, npb.GetNamespaceRequest(name=name))
-    assert code == grpc.StatusCode.NOT_FOUND
+    # containerd's Get of a namespace it does not hold: an empty namespace, not NotFound
+    got = client.namespaces.Get(npb.GetNamespaceRequest(name=name)).namespace
+    assert got.name == name and not got.labels
+    names = [n.name for n in client.namespaces.List(npb.ListNamespacesRequest()).namespaces]
+    assert name not in names
+    # ... and an Update of one creates it
+    client.namespaces.Update(npb.UpdateNamespaceRequest(
+        namespace=npb.Namespace(name=name, labels={"a": "b"}),
+        update_mask=field_mask_pb2.FieldMask(paths=["labels.a"])))
+    got = client.namespaces.Get(npb.GetNamespaceRequest(name=name)).namespace
+    assert dict(got.labels) == {"a": "b"}
+    client.namespaces.Delete(npb.DeleteNamespaceRequest(name=name))
     code, _ = code_of(client.namespaces.Create,
                       npb.CreateNamespaceRequest(namespace=npb.Namespace(name="-bad")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT

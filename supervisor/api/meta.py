@@ -5,7 +5,7 @@ import os
 import platform
 
 
-from supervisor import __version__, filters
+from supervisor import filters, version
 from supervisor.api.common import rpc
 from supervisor.gen.containerd.services.introspection.v1 import (
     introspection_pb2 as ipb, introspection_pb2_grpc as igrpc)
@@ -29,7 +29,7 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.
 class Version(vgrpc.VersionServicer):
     @rpc
     async def Version(self, request, context):
-        return vpb.VersionResponse(version=__version__, revision="pyrunc-supervisor")
+        return vpb.VersionResponse(version=version.VERSION, revision=version.revision())
 
 
 class Introspection(igrpc.IntrospectionServicer):

@@ -1,4 +1,8 @@
-"""Namespaces: List, Get, Create, Update (labels), Delete (only when empty)."""
+"""Namespaces: List, Get, Create, Update (labels), Delete (only when empty).
+
+As in containerd, a namespace nobody created reads as an empty one: Get answers it with no
+labels (not NotFound), and Update creates it; dockerd asks for the labels of ``moby`` before it
+has made anything there."""
 from __future__ import annotations
 
 from google.protobuf import empty_pb2
@@ -24,7 +28,11 @@ class Namespaces(grpc_pb.NamespacesServicer):
 
     @rpc
     async def Get(self, request, context):
-        return pb.GetNamespaceResponse(namespace=self._get(request.name))
+        # containerd answers Get of a namespace it does not hold with an empty one (its store
+        # reads the labels of a missing bucket as none): dockerd asks before it creates any
+        labels = self.store.ns_get(request.name)
+        return pb.GetNamespaceResponse(namespace=pb.Namespace(name=request.name,
+                                                              labels=labels or {}))
 
     @rpc
     async def List(self, request, context):
@@ -47,8 +55,12 @@ class Namespaces(grpc_pb.NamespacesServicer):
     @rpc
     async def Update(self, request, context):
         ns = request.namespace
-        current = self._get(ns.name)
-        labels = dict(current.labels)
+        current = self.store.ns_get(ns.name)
+        if current is None:  # containerd's label writes create the namespace's bucket
+            validate_id(ns.name, "namespace")
+            self.store.ns_create(ns.name, {})
+            current = {}
+        labels = dict(current)
         paths = list(request.update_mask.paths)
         if not paths:
             labels = dict(ns.labels)

@@ -58,7 +58,8 @@ def create_record(container, request) -> CreateTask:
         rootfs=[{"type": m.type, "source": m.source, "target": m.target,
                  "options": list(m.options)} for m in request.rootfs],
         stdin=request.stdin, stdout=request.stdout, stderr=request.stderr,
-        terminal=request.terminal, runtime=request.runtime_path or binary, runtime_root=root)
+        terminal=request.terminal, runtime=request.runtime_path or binary, runtime_root=root,
+        labels=dict(container.labels))
 
 
 def _deleted(cid: str, proc) -> pb.DeleteResponse:

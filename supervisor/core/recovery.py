@@ -29,6 +29,8 @@ async def recover(mgr) -> None:
     for ns in sorted(os.listdir(mgr.tasks_dir)):
         for cid in sorted(os.listdir(os.path.join(mgr.tasks_dir, ns))):
             found.append((ns, cid))
+    if found:  # exits reported while no client listens yet: see supervisor/events.py
+        mgr.events.hold_undelivered()
     await asyncio.gather(*(_recover_one(mgr, ns, cid) for ns, cid in found))
 
 

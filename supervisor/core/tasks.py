@@ -38,6 +38,7 @@ class CreateTask:
     terminal: bool = False
     runtime: str = ""
     runtime_root: str = ""
+    labels: dict = field(default_factory=dict)  # the container's (network requests, see network/)
 
 
 @dataclass
@@ -118,6 +119,7 @@ class TaskManager:
         self.events = exchange
         self.shims = ShimPool(os.path.join(state_dir, "s"), os.path.join(state_dir, "shim.log"))
         self.tasks: dict[tuple[str, str], Task] = {}
+        self.network = None  # a network.manager.NetworkManager, set by the daemon
         self.background: set[asyncio.Task] = set()
         os.makedirs(self.tasks_dir, mode=0o700, exist_ok=True)
         os.chmod(self.tasks_dir, 0o700)
@@ -126,6 +128,8 @@ class TaskManager:
     async def open(self) -> None:
         await self.shims.open()
         await recovery.recover(self)
+        if self.network is not None:
+            await self.network.reconcile(set(self.tasks))
         self.shims.refill()
 
     async def close(self) -> None:
@@ -221,7 +225,10 @@ class TaskManager:
     async def _create(self, task: Task, req: CreateTask) -> None:
         runtime = req.runtime or self.runtime
         root = req.runtime_root or os.path.join(self.runtime_root, task.ns)
-        task.bundle.create(req.spec, bool(req.rootfs))
+        spec = req.spec
+        if self.network is not None:
+            spec = await self.network.attach(task.ns, task.id, req.labels, spec)
+        task.bundle.create(spec, bool(req.rootfs))
         client = await self.shims.take()
         self.bind(task, client)
         task.info = {"namespace": task.ns, "id": task.id, "socket": client.path,
@@ -230,9 +237,10 @@ class TaskManager:
         task.bundle.write("task.json", task.info)
         init = Proc("", req.stdin, req.stdout, req.stderr, req.terminal)
         task.procs[""] = init
-        reply = await client.call("create", id=task.id, bundle=task.path, runtime=runtime,
-                                  runtime_root=root, stdin=req.stdin, stdout=req.stdout,
-                                  stderr=req.stderr, terminal=req.terminal, rootfs=req.rootfs)
+        reply = await client.call("create", id=task.id, namespace=task.ns, bundle=task.path,
+                                  runtime=runtime, runtime_root=root, stdin=req.stdin,
+                                  stdout=req.stdout, stderr=req.stderr, terminal=req.terminal,
+                                  rootfs=req.rootfs)
         init.pid = reply["pid"]
 
     async def _discard(self, task: Task) -> None:
@@ -241,6 +249,8 @@ class TaskManager:
         task.deleting = True
         await self.shims.release(client)
         task.bundle.remove()
+        if self.network is not None:
+            await self.network.detach(task.ns, task.id)
 
     # -- process operations ------------------------------------------------------------------------
     async def start(self, ns: str, cid: str, exec_id: str) -> Proc:
@@ -309,6 +319,8 @@ class TaskManager:
         task.shim = None
         self.tasks.pop((ns, cid), None)
         task.bundle.remove()
+        if self.network is not None:
+            await self.network.detach(ns, cid)
         self.events.task(ns, "/tasks/delete", "TaskDelete", container_id=cid, pid=init.pid,
                          exit_status=init.exit_status, exited_at=timestamp(init.exited_at))
         return init

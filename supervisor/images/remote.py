@@ -110,6 +110,18 @@ def load_hosts(path: str) -> dict[str, HostConfig]:
     return out
 
 
+def hosts_from_settings(settings) -> dict[str, HostConfig]:
+    """Registry hosts from the daemon's settings: ``pull.hosts_file`` (the JSON file above),
+    with ``registry.insecure`` and ``registry.mirrors`` (endpoint URLs) of the config file on
+    top."""
+    hosts = load_hosts(settings["pull.hosts_file"])
+    for host in settings["registry.insecure"]:
+        hosts.setdefault(host, HostConfig()).insecure = True
+    for host, urls in settings["registry.mirrors"].items():
+        hosts.setdefault(host, HostConfig()).mirrors += list(urls)
+    return hosts
+
+
 def is_local(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return name in ("localhost", "[::1]", "::1") or name.startswith("127.")
@@ -161,9 +173,12 @@ class Registry:
         """(connection, response) for ``/v2/<repo>/<path>``, after auth and mirrors."""
         last = None
         for host in self.hosts:
-            plain = self.config.insecure or (self.plain_http and is_local(host))
-            scheme = "http" if plain else "https"
-            url = f"{scheme}://{host}/v2/{self.ref.repo}/{path}"
+            if "://" in host:  # a mirror endpoint given as a URL: its scheme says
+                url = f"{host.rstrip('/')}/v2/{self.ref.repo}/{path}"
+            else:
+                plain = self.config.insecure or (self.plain_http and is_local(host))
+                scheme = "http" if plain else "https"
+                url = f"{scheme}://{host}/v2/{self.ref.repo}/{path}"
             try:
                 conn, resp = self._open(method, url, headers or {})
             except RegistryError:

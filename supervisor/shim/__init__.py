@@ -10,6 +10,7 @@ Layout of the package (stdlib-only, imported with ``python -S``: a shim must sta
 - ``reactor``  a tiny selectors loop with timers (no asyncio: it costs memory in every shim).
 - ``stdio``    pumps between the container's pipes/pty and the client's FIFOs or log files.
 - ``runtime``  runs the OCI runtime binary (runc's command line) and reaps children.
+- ``states``   one object per process state (created, running, paused, stopped, deleted).
 - ``task``     the container and its processes: create/start/exec/kill/delete, exit records.
 - ``server``   the control socket: requests from the daemon, events back to it.
 """

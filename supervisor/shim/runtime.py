@@ -6,9 +6,12 @@ All reaping goes through one place, :class:`Reaper`: a status collected while wa
 invocation is kept for the process it belongs to, so no exit is ever swallowed (subprocess would
 mistake a child reaped elsewhere for exit code 0, which is why it is not used here).
 
-Runtime invocations are synchronous: the shim serves one container and every runtime command it
-runs (create, start, exec --detach, kill, delete, pause, ps, ...) returns promptly without depending
-on the container's stdio.
+Runtime invocations are synchronous for the shim's requests: the next request waits until the
+runtime command (create, start, exec --detach, kill, delete, pause, ps, ...) has ended. But not
+for the container's stdio: while the runtime runs (a hook may sleep, ``ps`` may hang on a stuck
+cgroup), the shim waits on a pidfd of the runtime process inside ``Reactor.run_until``, which
+keeps every stdio pump moving (see reactor.py); a command's captured output and error are read
+there too, so a runtime that writes much never blocks on a full pipe.
 """
 from __future__ import annotations
 
@@ -65,11 +68,12 @@ class Reaper:
 class Runtime:
     """One OCI runtime binary with runc's command line, its --root and a JSON log file."""
 
-    def __init__(self, binary: str, root: str, log: str, reaper: Reaper):
+    def __init__(self, binary: str, root: str, log: str, reaper: Reaper, reactor=None):
         self.binary = binary
         self.root = root
         self.log = log
         self.reaper = reaper
+        self.reactor = reactor  # None: wait for the runtime blocking (nothing else to serve)
 
     def argv(self, args: list[str]) -> list[str]:
         head = [self.binary]
@@ -90,12 +94,17 @@ class Runtime:
                 stdio = (null, out_w if capture else null, err_w)
             before = _size(self.log)
             pid = self._spawn(self.argv(args), stdio)
-            if out_w is not None:
-                os.close(out_w)
-                out_w = None
-            out = _read_all(out_r) if out_r is not None else b""
+            for fd in (out_w, err_w):
+                if fd is not None:
+                    os.close(fd)
+            out_w = err_w = None
+            if self.reactor is None:
+                out = _read_all(out_r) if out_r is not None else b""
+                err = b""
+            else:
+                out, err = self._serve_until_exit(pid, out_r, err_r)
             status = self.reaper.wait_for(pid)
-            err = _read_all(err_r, block=False) if err_r is not None else b""
+            err += _read_all(err_r, block=False) if err_r is not None else b""
         finally:
             for fd in (null, out_r, out_w, err_r, err_w):
                 if fd is not None:
@@ -103,6 +112,45 @@ class Runtime:
         if status != 0:
             raise RuntimeError_(self._error(before, err, status, args[0]))
         return out.decode(errors="replace")
+
+    def _serve_until_exit(self, pid: int, out_r: int | None, err_r: int | None):
+        """Run the reactor's stdio loop until the runtime has exited and its stdout (if
+        captured) has ended; return what it wrote to stdout and stderr meanwhile. stderr is not
+        waited for: a hook's background child may hold it open."""
+        r = self.reactor
+        pidfd = os.pidfd_open(pid)
+        got = {out_r: [], err_r: []}
+        waiting = {pidfd} | ({out_r} if out_r is not None else set())
+
+        def reader(fd):
+            def readable():
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    return
+                if data:
+                    got[fd].append(data)
+                else:
+                    r.on_read(fd, None)
+                    waiting.discard(fd)
+            return readable
+
+        def exited():
+            r.on_read(pidfd, None)
+            waiting.discard(pidfd)
+
+        fds = [fd for fd in (out_r, err_r) if fd is not None]
+        try:
+            for fd in fds:
+                os.set_blocking(fd, False)
+                r.on_read(fd, reader(fd))
+            r.on_read(pidfd, exited)
+            r.run_until(lambda: not waiting)
+        finally:
+            for fd in fds + [pidfd]:
+                r.forget(fd)
+            os.close(pidfd)
+        return b"".join(got[out_r]), b"".join(got[err_r])
 
     def _spawn(self, argv: list[str], stdio) -> int:
         actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(stdio)]

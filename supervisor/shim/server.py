@@ -28,6 +28,8 @@ from supervisor import wire
 from supervisor.shim.reactor import Reactor
 from supervisor.shim.runtime import Reaper
 from supervisor.shim.task import INIT, ShimError, Task, signal_number
+from supervisor.shim import shimlog
+from supervisor.shim.title import for_container, set_title
 
 MAX_EVENTS = 10000
 IDLE_EXIT = 30.0  # seconds an unclaimed, unconnected shim waits before exiting
@@ -42,6 +44,7 @@ class Conn:
         self.outbuf = bytearray()
         self.subscribed = False
         sock.setblocking(False)
+        shim.r.mark_control(self.fd)
         shim.r.on_read(self.fd, self.readable)
 
     def readable(self) -> None:
@@ -104,6 +107,7 @@ class Shim:
         self.exiting = False
         self.deferred: list | None = None
         listener.setblocking(False)
+        self.r.mark_control(listener.fileno())
         self.r.on_read(listener.fileno(), self.accept)
         self._setup_sigchld()
         self.r.call_later(IDLE_EXIT, self._idle_check)
@@ -116,6 +120,7 @@ class Shim:
         _signal.signal(_signal.SIGCHLD, lambda *_: None)
         _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)  # the daemon decides when a shim ends
         _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+        self.r.mark_control(rfd)  # reaping waits for the end of a runtime call
         self.r.on_read(rfd, self._on_signal)
 
     def _on_signal(self) -> None:
@@ -212,6 +217,8 @@ class Shim:
         task = Task(self.r, self.reaper, self.emit, self.socket_path + ".con", req)
         result = task.create(req)
         self.task = task
+        shimlog.set_container(str(req.get("namespace", "")), task.id)
+        set_title(*for_container(str(req.get("namespace", "")), task.id))
         return result
 
     def op_start(self, conn, req):
@@ -276,10 +283,10 @@ class Shim:
 
 
 def _log_traceback() -> None:
-    """Unexpected errors go to the shim's log (its stderr) with their traceback."""
+    """Unexpected errors go to the shim's log (its stderr, see shimlog.py) with their
+    traceback, as one line the daemon copies into its own log."""
     import traceback
-    traceback.print_exc()
-    sys.stderr.flush()
+    shimlog.write("error", traceback.format_exc())
 
 
 def _bind(path: str) -> _socket.socket:
@@ -317,7 +324,8 @@ def _become_subreaper() -> None:
     _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
 
 
-USAGE = "usage: pyrunc-shim --socket PATH [--log PATH] [--foreground | --zygote]"
+USAGE = ("usage: pyrunc-shim --socket PATH [--log PATH] [--foreground | --zygote]\n"
+         "       pyrunc-shim --version")
 
 
 def _parse(argv: list[str]) -> dict:
@@ -325,6 +333,10 @@ def _parse(argv: list[str]) -> dict:
     opts = {"socket": "", "log": "", "foreground": False, "zygote": False}
     it = iter(argv)
     for arg in it:
+        if arg in ("--version", "-v"):
+            from supervisor.version import line
+            print(line("pyrunc-shim"))
+            raise SystemExit(0)
         if arg in ("--foreground", "--zygote"):
             opts[arg[2:]] = True
         elif arg in ("--socket", "--log"):
@@ -343,6 +355,7 @@ def _run_shim(listener: _socket.socket, path: str, log: str) -> None:
     """Become a shim: own session, quiet stdio, subreaper; serve until the container is gone."""
     _detach(log)
     _become_subreaper()
+    set_title("spare")
     Shim(listener, path).serve()
 
 
@@ -418,12 +431,14 @@ def main(argv=None) -> int:
         return 1
     if opts["foreground"]:
         _become_subreaper()
+        set_title("spare")
         Shim(listener, path).serve()
         return 0
     if os.fork() != 0:
         os._exit(0)  # the socket is listening: the daemon may connect now
     if opts["zygote"]:
         _detach(opts["log"])
+        set_title("zygote")
         try:
             _zygote(listener, opts["log"])
         finally:

@@ -15,17 +15,12 @@ import os
 import sys
 import time
 
-from supervisor.shim import stdio
+from supervisor.shim import states, stdio
 from supervisor.shim.runtime import Reaper, Runtime, RuntimeError_, exit_code
+from supervisor.shim.states import ShimError
 
 DRAIN_TIMEOUT = 1.0
 INIT = ""
-
-
-class ShimError(Exception):
-    def __init__(self, code: str, msg: str):
-        super().__init__(msg)
-        self.code = code
 
 
 def exit_record_name(exec_id: str) -> str:
@@ -52,23 +47,31 @@ def write_record_durably(path: str, record: dict) -> None:
 
 
 class Process:
+    """The init (exec_id "") or an exec'd process; what it may do is its ``state``'s business
+    (states.py)."""
+
     def __init__(self, task: "Task", exec_id: str, io: stdio.ProcessIO, spec_path: str = ""):
         self.task = task
         self.exec_id = exec_id
         self.io = io
         self.spec_path = spec_path
         self.pid = 0
-        self.status = "created"
+        self.state: states.State = states.CREATED
         self.exit_status = 0
         self.exited_at = 0.0
         self.reported = False
 
+    @property
+    def is_init(self) -> bool:
+        return self.exec_id == INIT
+
+    @property
+    def name(self) -> str:
+        return self.exec_id or self.task.id
+
     def describe(self) -> dict:
-        status = self.status
-        if status == "running" and self.exec_id == INIT and self.task.paused:
-            status = "paused"
         stdin, stdout, stderr = self.io.paths
-        return {"exec_id": self.exec_id, "pid": self.pid, "status": status,
+        return {"exec_id": self.exec_id, "pid": self.pid, "status": self.state.name,
                 "exit_status": self.exit_status, "exited_at": self.exited_at,
                 "stdin": stdin, "stdout": stdout, "stderr": stderr,
                 "terminal": self.io.terminal}
@@ -86,13 +89,17 @@ class Task:
         self.bundle = req["bundle"]
         self.rootfs_mounts = req.get("rootfs") or []
         self.runtime = Runtime(req["runtime"], req.get("runtime_root", ""),
-                               os.path.join(self.bundle, "log.json"), reaper)
+                               os.path.join(self.bundle, "log.json"), reaper, reactor)
         self.procs: dict[str, Process] = {}
-        self.paused = False
         self.oom_file = ""
         self.oom_base = 0
         self.deleted = False
         os.makedirs(os.path.join(self.bundle, "exits"), mode=0o700, exist_ok=True)
+
+    @property
+    def paused(self) -> bool:
+        init = self.procs.get(INIT)
+        return init is not None and init.state is states.PAUSED
 
     # -- create / start ----------------------------------------------------------
     def create(self, req: dict) -> dict:
@@ -158,25 +165,24 @@ class Task:
 
     def start(self, exec_id: str) -> dict:
         proc = self.get(exec_id)
-        if proc.status != "created":
-            raise ShimError("FailedPrecondition", f"process {self._name(exec_id)} already started")
-        if exec_id == INIT:
-            self._runtime("start", [self.id])
-        else:
-            pidfile = os.path.join(self.bundle, f"exec-{exec_id}.pid")
-            args = ["exec", "--detach", "--process", proc.spec_path, "--pid-file", pidfile]
-            proc.pid = self._run_with_stdio(proc, args, pidfile)
-        if proc.status == "created":
-            proc.status = "running"
+        proc.state.start(proc)
         return {"pid": proc.pid}
+
+    def start_process(self, proc: Process) -> None:
+        """``runtime start`` for the init, ``runtime exec --detach`` for an exec."""
+        if proc.is_init:
+            self.runtime_call("start", self.id)
+            return
+        pidfile = os.path.join(self.bundle, f"exec-{proc.exec_id}.pid")
+        args = ["exec", "--detach", "--process", proc.spec_path, "--pid-file", pidfile]
+        proc.pid = self._run_with_stdio(proc, args, pidfile)
 
     def add_exec(self, req: dict) -> None:
         exec_id = req["exec_id"]
         init = self.get(INIT)
         if exec_id in self.procs:
             raise ShimError("AlreadyExists", f"id {exec_id}: already exists")
-        if init.status != "running":
-            raise ShimError("FailedPrecondition", f"container {self.id} is not running")
+        init.state.require_live(init)
         spec_path = req["spec_path"]  # written by the daemon (no JSON encoder in the shim)
         if not os.path.isfile(spec_path):
             raise ShimError("InvalidArgument", f"process spec {spec_path}: no such file")
@@ -187,35 +193,23 @@ class Task:
     # -- signals, state ------------------------------------------------------------
     def kill(self, exec_id: str, sig: int, all_: bool) -> None:
         proc = self.get(exec_id)
-        if proc.status == "stopped":
-            raise ShimError("NotFound", "process already finished")
-        if all_ and exec_id == INIT:
-            self._runtime("kill", ["--all", self.id, str(sig)])
-            return
-        if proc.status == "created" and exec_id != INIT:
-            raise ShimError("FailedPrecondition", f"process {exec_id} has not started")
-        if exec_id == INIT and proc.status == "created":
-            self._runtime("kill", [self.id, str(sig)])
-            return
-        try:
-            os.kill(proc.pid, sig)  # still our unreaped child: the pid cannot be reused
-        except ProcessLookupError:
-            raise ShimError("NotFound", "process already finished") from None
+        proc.state.kill(proc, sig, all_)
 
     def pause(self) -> None:
-        self._require_running()
-        self._runtime("pause", [self.id])
-        self.paused = True
+        init = self.get(INIT)
+        init.state.pause(init)
 
     def resume(self) -> None:
-        if not self.paused:
-            raise ShimError("FailedPrecondition", f"container {self.id} is not paused")
-        self._runtime("resume", [self.id])
-        self.paused = False
+        init = self.get(INIT)
+        init.state.resume(init)
+
+    def _require_live(self) -> None:
+        init = self.get(INIT)
+        init.state.require_live(init)
 
     def pids(self) -> list[dict]:
-        self._require_running(allow_paused=True)
-        out = self._runtime("ps", ["--format", "json", self.id], capture=True)
+        self._require_live()
+        out = self.runtime_call("ps", "--format", "json", self.id, capture=True)
         try:  # a JSON list of numbers (or null)
             pids = [int(p) for p in out.strip().strip("[]").split(",") if p.strip() not in
                     ("", "null")]
@@ -226,12 +220,12 @@ class Task:
 
     def stats(self) -> str:
         """The runtime's ``events --stats`` JSON, as text (the daemon decodes it)."""
-        self._require_running(allow_paused=True)
-        return self._runtime("events", ["--stats", self.id], capture=True)
+        self._require_live()
+        return self.runtime_call("events", "--stats", self.id, capture=True)
 
     def update(self, resources_path: str) -> None:
-        self._require_running(allow_paused=True)
-        self._runtime("update", ["--resources", resources_path, self.id])
+        self._require_live()
+        self.runtime_call("update", "--resources", resources_path, self.id)
 
     def resize(self, exec_id: str, width: int, height: int) -> None:
         proc = self.get(exec_id)
@@ -251,22 +245,22 @@ class Task:
     def on_reaped(self) -> None:
         """Match statuses the reaper collected to our processes."""
         for proc in list(self.procs.values()):
-            if proc.pid and proc.status != "stopped":
+            if proc.pid and not proc.state.finished:
                 got = self.reaper.take(proc.pid)
                 if got is not None:
                     self.exited(proc, *got)
 
     def exited(self, proc: Process, status: int, when: float) -> None:
-        if proc.status == "stopped":
-            return
-        proc.status = "stopped"
+        proc.state.exited(proc, status, when)
+
+    def on_exit(self, proc: Process, status: int, when: float) -> None:
+        """A process has just stopped: record the exit durably, then report it (see above)."""
         proc.exit_status = exit_code(status)
         proc.exited_at = when
         record = {"pid": proc.pid, "exit_status": proc.exit_status, "exited_at": when}
         write_record_durably(os.path.join(self.bundle, "exits",
                                           exit_record_name(proc.exec_id) + ".json"), record)
-        if proc.exec_id == INIT:
-            self.paused = False
+        if proc.is_init:
             proc.io.close_stdin()
             self._check_oom()
         if proc.io.outputs_done():
@@ -275,7 +269,7 @@ class Task:
             self.r.call_later(DRAIN_TIMEOUT, lambda: self._maybe_report(proc, force=True))
 
     def _maybe_report(self, proc: Process, force: bool = False) -> None:
-        if proc.reported or proc.status != "stopped":
+        if proc.reported or not proc.state.finished:
             return
         if not force and not proc.io.outputs_done():
             return
@@ -294,30 +288,28 @@ class Task:
     # -- delete ------------------------------------------------------------------------------
     def delete(self, exec_id: str) -> dict:
         proc = self.get(exec_id)
-        if exec_id != INIT:
-            if proc.status == "running":
-                raise ShimError("FailedPrecondition",
-                                f"process {exec_id} must be stopped before deletion: running")
+        proc.state.delete(proc)
+        return self._result(proc)
+
+    def delete_process(self, proc: Process, force: bool) -> None:
+        """Remove an exec's files, or the container (``force``: one that was never started)."""
+        if not proc.is_init:
             proc.io.close()
-            del self.procs[exec_id]
+            del self.procs[proc.exec_id]
             for suffix in (".json", ".pid"):
-                _unlink(os.path.join(self.bundle, f"exec-{exec_id}{suffix}"))
-            _unlink(os.path.join(self.bundle, "exits", f"exec-{exec_id}.json"))
-            return self._result(proc)
-        if proc.status not in ("stopped", "created"):
-            raise ShimError("FailedPrecondition",
-                            f"task must be stopped before deletion: {proc.describe()['status']}")
-        if proc.status == "created":
-            self._runtime("delete", ["--force", self.id])
-            if proc.status != "stopped":
+                _unlink(os.path.join(self.bundle, f"exec-{proc.exec_id}{suffix}"))
+            _unlink(os.path.join(self.bundle, "exits", f"exec-{proc.exec_id}.json"))
+            return
+        if force:
+            self.runtime_call("delete", "--force", self.id)
+            if not proc.state.finished:
                 self.exited(proc, self.reaper.wait_for(proc.pid), time.time())
         else:
-            self._runtime("delete", [self.id])
+            self.runtime_call("delete", self.id)
         for p in self.procs.values():
             p.io.close()
         self._unmount_rootfs(len(self.rootfs_mounts))
         self.deleted = True
-        return self._result(proc)
 
     @staticmethod
     def _result(proc: Process) -> dict:
@@ -327,22 +319,13 @@ class Task:
     def get(self, exec_id: str) -> Process:
         proc = self.procs.get(exec_id)
         if proc is None:
-            raise ShimError("NotFound", f"process {self._name(exec_id)} not found")
+            raise ShimError("NotFound", f"process {exec_id or self.id} not found")
         return proc
 
-    def _name(self, exec_id: str) -> str:
-        return exec_id or self.id
-
-    def _require_running(self, allow_paused: bool = False) -> None:
-        init = self.get(INIT)
-        if init.status != "running":
-            raise ShimError("FailedPrecondition", f"container {self.id} is not running")
-        if self.paused and not allow_paused:
-            raise ShimError("FailedPrecondition", f"container {self.id} is paused")
-
-    def _runtime(self, cmd: str, args: list[str], capture: bool = False) -> str:
+    def runtime_call(self, cmd: str, *args: str, capture: bool = False) -> str:
+        """Run ``RUNTIME cmd args...``; a failure is a ShimError with the runtime's message."""
         try:
-            return self.runtime.run([cmd] + args, capture=capture)
+            return self.runtime.run([cmd, *args], capture=capture)
         except RuntimeError_ as e:
             raise ShimError("Unknown", f"OCI runtime {cmd} failed: {e}") from None
         finally:

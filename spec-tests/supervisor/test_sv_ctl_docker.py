@@ -1,0 +1,387 @@
+"""pyrunc-ctl as a Docker user's fingers expect it: names, flags, exit codes and output layout.
+
+Real containers through the shared supervisor; facts from inside the container or from the
+container's cgroup. Where the docker CLI decides on its own (flag parsing, argument counts),
+its answer is taken from /usr/bin/docker itself, pointed at a socket that does not exist so no
+daemon is involved.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from sv_harness import CGROUP_ROOT, wait_for
+
+DOCKER = "/usr/bin/docker"
+PS_HEADER = ("CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES")
+
+
+def docker_cli(*args) -> subprocess.CompletedProcess:
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip("the docker CLI is not installed at /usr/bin/docker")
+    return subprocess.run([DOCKER, "-H", "unix:///nonexistent/docker.sock", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def names(sv, *flags) -> dict[str, str]:
+    """name -> STATUS column of ``ps -a``."""
+    out = sv.ctl("ps", "-a", *flags, "--format", "{{.Names}}\t{{.Status}}").stdout
+    return dict(ln.split("\t") for ln in out.splitlines())
+
+
+def name_set(sv) -> set[str]:
+    return set(sv.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split())
+
+
+def detached(sv, rootfs, *args, name=None, flags=()):
+    name = name or sv.id("dk")
+    cid = sv.ctl("run", "-d", "--name", name, *flags, rootfs, *(args or ("sleep", "300")))
+    return name, cid.stdout.strip()
+
+
+@pytest.fixture
+def cleanup(sv):
+    """Names to force-remove after the test, whatever happened."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        sv.ctl("rm", "-f", name, check=False)
+
+
+def cgroup_file(sv, cid: str, controller: str, name: str) -> str:
+    with open(os.path.join(CGROUP_ROOT, controller, sv.ns, cid, name)) as f:
+        return f.read().strip()
+
+
+# -- names, IDs, references -----------------------------------------------------------------------
+
+def test_ids_names_and_references(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    assert re.fullmatch("[0-9a-f]{64}", cid)
+    for ref in (name, cid, cid[:12], cid[:5]):  # name, full ID, unique prefixes
+        assert sv.ctl("inspect", "-f", "{{.Id}}", ref).stdout == cid + "\n"
+    gen = sv.ctl("create", sv_rootfs, "true").stdout.strip()
+    cleanup.append(gen)
+    generated = sv.ctl("inspect", "-f", "{{.Name}}", gen).stdout.strip()
+    assert re.fullmatch(r"/[a-z]+_[a-z]+\d*", generated)
+
+
+def test_name_in_use_is_refused_and_leaves_nothing(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    before = name_set(sv)
+    res = sv.ctl("run", "-d", "--name", name, sv_rootfs, "sleep", "1", check=False)
+    assert res.returncode == 125
+    assert (f'Conflict. The container name "/{name}" is already in use by container "{cid}"'
+            in res.stderr)
+    assert res.stdout == ""
+    assert name_set(sv) == before
+    res = sv.ctl("run", "--name", "bad name!", sv_rootfs, "true", check=False)
+    assert res.returncode == 125 and "Invalid container name (bad name!)" in res.stderr
+
+
+def test_rename(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs)
+    other, _ = detached(sv, sv_rootfs)
+    new = sv.id("renamed")
+    cleanup.extend([name, other, new])
+    sv.ctl("rename", name, new)
+    assert sv.ctl("inspect", "-f", "{{.Name}} {{.Id}}", new).stdout == f"/{new} {cid}\n"
+    assert sv.ctl("inspect", name, check=False).returncode == 1
+    res = sv.ctl("rename", new, other, check=False)
+    assert res.returncode == 1 and "is already in use" in res.stderr
+    res = sv.ctl("rename", "no-such-ctr", sv.id(), check=False)
+    assert (res.returncode, res.stderr) == (1, "Error response from daemon: No such container: "
+                                               "no-such-ctr\n")
+
+
+# -- exit codes ------------------------------------------------------------------------------------
+
+def test_exit_codes_of_run_and_exec(sv, sv_rootfs, cleanup):
+    assert sv.ctl("run", "--rm", sv_rootfs, "sh", "-c", "exit 42", check=False).returncode == 42
+    res = sv.ctl("run", "--rm", sv_rootfs, "no-such-command", check=False)
+    assert res.returncode == 127 and "executable file not found" in res.stderr
+    res = sv.ctl("run", "--rm", sv_rootfs, "/etc", check=False)
+    assert res.returncode == 126
+    assert sv.ctl("run", "--rm", sv_rootfs, "sh", "-c", 'sh -c "kill -9 \\$\\$"; exit $?',
+                  check=False).returncode == 137
+    name, _ = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    assert sv.ctl("exec", name, "sh", "-c", "exit 7", check=False).returncode == 7
+    assert sv.ctl("exec", name, "no-such-command", check=False).returncode == 127
+    assert sv.ctl("exec", name, "/etc", check=False).returncode == 126
+    res = sv.ctl("exec", "no-such-ctr", "true", check=False)
+    assert res.returncode == 1 and "No such container: no-such-ctr" in res.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--memory", "abc", "IMG"],
+    ["run", "--cpus", "x", "IMG"],
+    ["run", "--pids-limit", "x", "IMG"],
+    ["run", "-h"],
+    ["ps", "--no-such-flag"],
+    ["stop", "-t", "0.5", "x"],
+    ["rm"],
+    ["logs"],
+    ["rename", "x"],
+    ["exec", "x"],
+    ["run", "--hostname"],
+])
+def test_flag_errors_match_docker(sv, sv_rootfs, args):
+    """The exit code and first line of the docker CLI's own answer (no daemon involved)."""
+    want = docker_cli(*[a.replace("IMG", "busybox") for a in args])
+    got = sv.ctl(*[a.replace("IMG", sv_rootfs) for a in args], check=False)
+    assert got.returncode == want.returncode, (got.stderr, want.stderr)
+    first = want.stderr.splitlines()[0].replace("docker", "pyrunc-ctl")
+    assert got.stderr.splitlines()[0] == first, (got.stderr, want.stderr)
+    assert got.stdout == ""
+
+
+def test_bad_values_leave_nothing_behind(sv, sv_rootfs):
+    before = name_set(sv)
+    for flags in (["--restart", "bogus"], ["--restart", "always:3"], ["--log-opt", "color=red"],
+                  ["--mount", "type=volume,target=/x"], ["--cap-add", "NO_SUCH_CAP"],
+                  ["-v", "/nonexistent/src:/x"],
+                  ["--env-file", "/nonexistent/env"], ["--tmpfs", "relative"]):
+        res = sv.ctl("run", "--name", sv.id("bad"), *flags, sv_rootfs, "true", check=False)
+        assert res.returncode == 125, (flags, res.stderr)
+        assert res.stderr.count("\n") <= 2, res.stderr  # one message (and the --help hint)
+    assert name_set(sv) == before
+
+
+# -- ps --------------------------------------------------------------------------------------------
+
+def test_ps_layout_quiet_all_and_no_trunc(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs, "sleep", "300")
+    done = sv.id("dk")
+    cleanup.extend([name, done])
+    sv.ctl("run", "--name", done, sv_rootfs, "sh", "-c", "exit 3", check=False)
+    out = sv.ctl("ps", "-f", f"name={name}").stdout.splitlines()
+    header = out[0]
+    assert re.sub(" +", " ", header) == re.sub(" +", " ", PS_HEADER)
+    # the columns start where the header's do (tabwriter alignment)
+    starts = [header.index(col) for col in ("IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    row = out[1]
+    assert row.startswith(cid[:12] + " ")
+    assert row[starts[0]:].startswith(sv_rootfs)
+    assert row[starts[1]:].startswith('"sleep 300"')
+    assert re.match(r"(Less than a second|\d+ seconds?) ago", row[starts[2]:])
+    assert re.match(r"Up (Less than a second|\d+ seconds?)", row[starts[3]:])
+    assert row[starts[4]:] == name
+    assert cid[:12] in sv.ctl("ps", "-q").stdout.split()
+    assert done not in sv.ctl("ps").stdout
+    assert re.search(r"Exited \(3\) .* ago", names(sv)[done])
+    assert cid in sv.ctl("ps", "-q", "--no-trunc").stdout.split()
+    long_cmd = sv.ctl("ps", "-f", f"name={name}", "--format", "{{.Command}}").stdout
+    assert long_cmd == '"sleep 300"\n'
+
+
+def test_ps_format_and_filters(sv, sv_rootfs, cleanup):
+    lab = sv.id("lab")
+    a, _ = detached(sv, sv_rootfs, flags=("-l", f"{lab}=a"))
+    b, bid = detached(sv, sv_rootfs, "sh", "-c", "exit 5", flags=("-l", f"{lab}=b"))
+    cleanup.extend([a, b])
+    sv.ctl("wait", b)
+    fmt = ["--format", "{{.Names}}"]
+    assert sv.ctl("ps", "-f", f"label={lab}", *fmt).stdout.split() == [a]
+    assert sorted(sv.ctl("ps", "-a", "-f", f"label={lab}", *fmt).stdout.split()) == sorted([a, b])
+    assert sv.ctl("ps", "-a", "-f", f"label={lab}=b", *fmt).stdout.split() == [b]
+    assert sv.ctl("ps", "-f", f"label={lab}", "-f", "status=exited", *fmt).stdout.split() == [b]
+    assert sv.ctl("ps", "-f", f"label={lab}", "-f", "exited=5", *fmt).stdout.split() == [b]
+    assert sv.ctl("ps", "-a", "-f", f"id={bid[:8]}", *fmt).stdout.split() == [b]
+    table = sv.ctl("ps", "-a", "-f", f"label={lab}", "--format",
+                   "table {{.Names}}\\t{{.State}}\\t{{.Label \"" + lab + "\"}}").stdout
+    lines = table.splitlines()
+    assert lines[0].split() == ["NAMES", "STATE", "LABEL"]
+    assert sorted(ln.split() for ln in lines[1:]) == sorted([[a, "running", "a"],
+                                                             [b, "exited", "b"]])
+    js = sv.ctl("ps", "-f", f"name={a}", "--format", "{{json .Names}}").stdout
+    assert json.loads(js) == a
+    res = sv.ctl("ps", "-f", "colour=red", check=False)
+    assert (res.returncode, res.stderr) == (1, "Error response from daemon: Invalid filter "
+                                               "'colour'\n")
+    res = sv.ctl("ps", "--format", "{{.NoSuchField}}", check=False)
+    assert res.returncode == 1 and "can't evaluate field NoSuchField" in res.stderr
+
+
+# -- inspect -----------------------------------------------------------------------------------------
+
+def test_inspect_fields_where_docker_puts_them(sv, sv_rootfs, cleanup):
+    host_dir = os.path.join(sv.base, sv.id("bind"))
+    os.makedirs(host_dir)
+    name, cid = detached(sv, sv_rootfs, "sleep", "300", flags=(
+        "-e", "A=1", "-w", "/tmp", "-h", "myhost", "-l", "tier=web", "-v", f"{host_dir}:/data:ro",
+        "--memory", "64m", "--restart", "on-failure:3", "--read-only"))
+    cleanup.append(name)
+    info = json.loads(sv.ctl("inspect", name).stdout)
+    assert len(info) == 1
+    c = info[0]
+    assert (c["Id"], c["Name"], c["Path"], c["Args"]) == (cid, "/" + name, "sleep", ["300"])
+    st = c["State"]
+    assert (st["Status"], st["Running"], st["Paused"], st["ExitCode"]) == ("running", True,
+                                                                           False, 0)
+    assert st["Pid"] > 0 and st["StartedAt"].startswith("20")
+    assert c["Config"]["Hostname"] == "myhost" and "A=1" in c["Config"]["Env"]
+    assert c["Config"]["WorkingDir"] == "/tmp" and c["Config"]["Labels"] == {"tier": "web"}
+    assert c["Config"]["Cmd"] == ["sleep", "300"] and c["Config"]["Image"] == sv_rootfs
+    hc = c["HostConfig"]
+    assert hc["Memory"] == 64 << 20 and hc["ReadonlyRootfs"] is True
+    assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert hc["Binds"] == [f"{host_dir}:/data:ro"]
+    assert c["Mounts"] == [{"Type": "bind", "Source": host_dir, "Destination": "/data",
+                            "Mode": "", "RW": False, "Propagation": "rprivate"}]
+    assert "Networks" in c["NetworkSettings"]
+    out = sv.ctl("inspect", "-f", "{{.State.Running}} {{json .Config.Cmd}} {{index "
+                 ".Config.Labels \"tier\"}}", name).stdout
+    assert out == 'true ["sleep","300"] web\n'
+    res = sv.ctl("inspect", name, "no-such-ctr", check=False)
+    assert res.returncode == 1 and res.stderr == "Error: No such object: no-such-ctr\n"
+    assert len(json.loads(res.stdout)) == 1
+    res = sv.ctl("inspect", "no-such-ctr", check=False)
+    assert (res.returncode, res.stdout.strip()) == (1, "[]")
+
+
+# -- run flags, seen from inside ------------------------------------------------------------------
+
+def test_run_flags_from_inside(sv, sv_rootfs, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=yes\nB=file\n")
+    out = sv.ctl("run", "--rm", "-h", "box", "--env-file", str(env_file), "-e", "B=flag",
+                 "-u", "65534:65534", "-w", "/tmp", "--entrypoint", "/bin/sh", sv_rootfs,
+                 "-c", 'echo "$(hostname) $FROM_FILE $B $(id -u) $(pwd)"').stdout
+    assert out == "box yes flag 65534 /tmp\n"
+    res = sv.ctl("run", "--rm", "--read-only", "--tmpfs", "/scratch", sv_rootfs, "sh", "-c",
+                 "touch /x 2>/dev/null && echo rw || echo ro; touch /scratch/y && echo tmpfs-ok")
+    assert res.stdout == "ro\ntmpfs-ok\n"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("bound\n")
+    res = sv.ctl("run", "--rm", "--mount", f"type=bind,source={src},target=/m,readonly",
+                 "--mount", "type=tmpfs,target=/t", sv_rootfs, "sh", "-c",
+                 "cat /m/f; touch /m/g 2>/dev/null || echo ro; grep ' /t ' /proc/mounts "
+                 "| cut -d' ' -f3")
+    assert res.stdout == "bound\nro\ntmpfs\n"
+
+
+def _cap_bnd(sv, rootfs, *flags) -> int:
+    out = sv.ctl("run", "--rm", *flags, rootfs, "grep", "CapBnd", "/proc/self/status").stdout
+    return int(out.split()[1], 16)
+
+
+def test_capabilities_and_privileged(sv, sv_rootfs):
+    default = _cap_bnd(sv, sv_rootfs)
+    net_raw, sys_admin = 1 << 13, 1 << 21
+    assert default & net_raw and not default & sys_admin
+    assert not _cap_bnd(sv, sv_rootfs, "--cap-drop", "NET_RAW") & net_raw
+    assert _cap_bnd(sv, sv_rootfs, "--cap-add", "SYS_ADMIN") & sys_admin
+    assert _cap_bnd(sv, sv_rootfs, "--cap-drop", "ALL") == 0
+    with open("/proc/self/status") as f:  # every capability this host can hand out
+        host = int(next(ln for ln in f if ln.startswith("CapBnd")).split()[1], 16)
+    assert _cap_bnd(sv, sv_rootfs, "--privileged") == host
+
+
+def test_resource_flags_reach_the_cgroup(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs, flags=("--memory", "48m", "--cpus", "0.5",
+                                               "--pids-limit", "33"))
+    cleanup.append(name)
+    assert int(cgroup_file(sv, cid, "memory", "memory.limit_in_bytes")) == 48 << 20
+    assert cgroup_file(sv, cid, "cpu", "cpu.cfs_quota_us") == "50000"
+    assert cgroup_file(sv, cid, "pids", "pids.max") == "33"
+    hc = json.loads(sv.ctl("inspect", "-f", "{{json .HostConfig}}", name).stdout)
+    assert (hc["NanoCpus"], hc["PidsLimit"]) == (500000000, 33)
+
+
+def test_init_reaps_as_pid_1(sv, sv_rootfs):
+    if not any(os.access(p, os.X_OK) for p in ("/usr/bin/docker-init", "/usr/bin/tini-static",
+                                                "/usr/bin/tini")):
+        pytest.skip("no docker-init or tini binary on this host")
+    out = sv.ctl("run", "--rm", "--init", sv_rootfs, "sh", "-c",
+                 "tr '\\0' ' ' </proc/1/cmdline; echo; exit 4", check=False)
+    assert out.returncode == 4
+    assert out.stdout.startswith("/sbin/docker-init -- sh -c")
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+
+def test_create_start_wait_logs_tail(sv, sv_rootfs, cleanup):
+    name = sv.id("dk")
+    cleanup.append(name)
+    cid = sv.ctl("create", "--name", name, sv_rootfs, "sh", "-c",
+                 "for i in 1 2 3 4 5; do echo line$i; done; exit 9").stdout.strip()
+    assert re.fullmatch("[0-9a-f]{64}", cid)
+    assert names(sv)[name] == "Created"
+    assert sv.ctl("start", name).stdout == name + "\n"
+    assert sv.ctl("wait", name).stdout == "9\n"
+    assert sv.ctl("logs", name).stdout == "".join(f"line{i}\n" for i in range(1, 6))
+    assert sv.ctl("logs", "--tail", "2", name).stdout == "line4\nline5\n"
+    assert sv.ctl("logs", "-n", "0", name).stdout == ""
+    res = sv.ctl("start", "-a", name, check=False)  # again, attached: output and exit code
+    assert (res.returncode, res.stdout) == (9, "".join(f"line{i}\n" for i in range(1, 6)))
+
+
+def test_restart_stop_kill_pause_many(sv, sv_rootfs, cleanup):
+    a, aid = detached(sv, sv_rootfs, "sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait")
+    b, _ = detached(sv, sv_rootfs)
+    cleanup.extend([a, b])
+    pid = json.loads(sv.ctl("inspect", a).stdout)[0]["State"]["Pid"]
+    assert sv.ctl("restart", "-t", "30", a).stdout == a + "\n"
+    pid2 = json.loads(sv.ctl("inspect", a).stdout)[0]["State"]["Pid"]
+    assert pid2 != pid and names(sv)[a].startswith("Up")
+    assert sv.ctl("pause", a, b).stdout == f"{a}\n{b}\n"
+    assert names(sv)[a].endswith("(Paused)") and names(sv)[b].endswith("(Paused)")
+    res = sv.ctl("pause", a, check=False)
+    assert res.returncode == 1 and "is already paused" in res.stderr
+    assert sv.ctl("unpause", a, b).stdout == f"{a}\n{b}\n"
+    res = sv.ctl("kill", "-s", "TERM", a, "no-such-ctr", check=False)
+    assert (res.returncode, res.stdout) == (1, a + "\n")
+    assert res.stderr == "Error response from daemon: No such container: no-such-ctr\n"
+    assert sv.ctl("wait", a).stdout == "0\n"
+    res = sv.ctl("kill", a, check=False)
+    assert res.returncode == 1 and f"Container {aid} is not running" in res.stderr
+    assert sv.ctl("stop", "-t", "1", a, b).stdout == f"{a}\n{b}\n"  # a stopped one is fine
+    assert re.match(r"Exited \(137\)", names(sv)[b])
+    assert sv.ctl("rm", a, b).stdout == f"{a}\n{b}\n"
+    assert a not in names(sv) and b not in names(sv)
+
+
+def test_top_lists_the_container_processes(sv, sv_rootfs, cleanup):
+    name, _ = detached(sv, sv_rootfs, "sh", "-c", "sleep 301 & sleep 302 & wait")
+    cleanup.append(name)
+    wait_for(lambda: "sleep 302" in sv.ctl("top", name).stdout, timeout=60, what="sleeps")
+    lines = sv.ctl("top", name).stdout.splitlines()
+    assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    cmds = sorted(ln.split(None, 7)[7] for ln in lines[1:])
+    assert cmds == ["sh -c sleep 301 & sleep 302 & wait", "sleep 301", "sleep 302"]
+    out = sv.ctl("top", name, "-o", "pid,comm").stdout.splitlines()
+    assert out[0].split() == ["PID", "COMMAND"] and len(out) == 4
+
+
+def test_stats_no_stream_layout(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs, flags=("--memory", "64m"))
+    cleanup.append(name)
+    out = sv.ctl("stats", "--no-stream", name).stdout.splitlines()
+    assert re.split(" {2,}", out[0]) == ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT",
+                                         "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+    cells = re.split(" {2,}", out[1])
+    assert cells[0] == cid[:12] and cells[1] == name
+    assert re.fullmatch(r"\d+\.\d\d%", cells[2])
+    assert re.fullmatch(r"[\d.]+[KMG]?i?B / 64MiB", cells[3])
+    assert re.fullmatch(r"\d+\.\d\d%", cells[4]) and cells[7] == "1"
+
+
+def test_rm_refuses_running_and_force_removes(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    res = sv.ctl("rm", name, check=False)
+    assert res.returncode == 1
+    assert res.stderr == (f"Error response from daemon: You cannot remove a running container "
+                          f"{cid}. Stop the container before attempting removal or force "
+                          "remove\n")
+    assert sv.ctl("rm", "-f", name).stdout == name + "\n"
+    assert name not in names(sv)
+    assert not os.path.exists(os.path.join(CGROUP_ROOT, "memory", sv.ns, cid))

@@ -1,0 +1,170 @@
+"""pyrunc-ctl's network commands and ``run`` options, with docker's flag names and output shapes.
+
+    pyrunc-ctl network create [--subnet CIDR] [--gateway IP] [-o KEY=VALUE] [--label K=V] NAME
+    pyrunc-ctl network ls | network inspect NAME... | network rm NAME...
+    pyrunc-ctl run --network NAME|host|none|container:ID -p [IP:][HOST:]CONTAINER[/proto]
+                   --dns IP --hostname NAME ...
+    pyrunc-ctl port CONTAINER
+
+``run`` turns its options into the container's labels (``io.pyrunc.network``...), which the
+supervisor reads at task create (docs/network.md). Unlike docker, a container gets a network only
+when it asks for one (``--network``, or ``-p``, which means the ``bridge`` network): a
+``pyrunc-ctl run`` on a host never makes a bridge or firewall rules there unasked. Network
+management goes through pyrunc's own gRPC service (pyrunc.network.v1.Networks).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+
+def add_run_options(p) -> None:
+    p.add_argument("--network", "--net", default=os.environ.get("PYRUNC_CTL_NETWORK", ""),
+                   help="NAME (bridge: the default network), host, none or container:ID; "
+                   "without it a container has a namespace of its own with loopback only, "
+                   "unless -p asks for the bridge network ($PYRUNC_CTL_NETWORK sets a default)")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]")
+    p.add_argument("--dns", action="append", default=[], help="a resolver for /etc/resolv.conf")
+
+
+def add_commands(table: dict) -> None:
+    """ctl's command table: ``network`` (with its subcommands) and ``port``."""
+    table["network"] = ("manage networks", _setup_network, "supervisor.ctlnet:cmd_network")
+    table["port"] = ("a container's published ports",
+                     lambda p: p.add_argument("container"), "supervisor.ctlnet:cmd_port")
+
+
+def _setup_network(p) -> None:
+    nsub = p.add_subparsers(dest="net_cmd", required=True)
+    c = nsub.add_parser("create", help="create a bridge network")
+    c.add_argument("--subnet", default="")
+    c.add_argument("--gateway", default="")
+    c.add_argument("-d", "--driver", default="bridge", choices=["bridge"])
+    c.add_argument("-o", "--opt", action="append", default=[], help="bridge=NAME, mtu=N")
+    c.add_argument("--label", action="append", default=[])
+    c.add_argument("name")
+    nsub.add_parser("ls", help="list networks")
+    nsub.add_parser("inspect", help="networks as JSON").add_argument("names", nargs="+")
+    nsub.add_parser("rm", help="remove networks").add_argument("names", nargs="+")
+
+
+def run_labels(a) -> dict:
+    """The labels ``run``'s network options become (read by the supervisor at task create)."""
+    from supervisor.network.manager import LABEL, LABEL_DNS, LABEL_PORTS
+    network = a.network or ("bridge" if a.publish else "")
+    if not network:
+        if a.dns:
+            from supervisor.ctl import CtlError
+            raise CtlError("--dns needs a network (--network)")
+        return {}
+    labels = {LABEL: network}
+    if a.publish:
+        labels[LABEL_PORTS] = ",".join(a.publish)
+    if a.dns:
+        labels[LABEL_DNS] = ",".join(a.dns)
+    return labels
+
+
+def _pairs(items, what: str) -> dict:
+    from supervisor.ctl import CtlError
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CtlError(f"{what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+class Networks:
+    def __init__(self, ctl):
+        import grpc
+        self.grpc = grpc
+        from supervisor.gen.pyrunc.network.v1 import network_pb2, network_pb2_grpc
+        self.ctl = ctl
+        self.pb = network_pb2
+        self.stub = network_pb2_grpc.NetworksStub(ctl.client.channel)
+        self.md = [("containerd-namespace", ctl.client.namespace)]
+
+    def attachment(self, cid: str):
+        try:
+            return self.stub.Attachment(self.pb.AttachmentRequest(container_id=cid),
+                                        metadata=self.md)
+        except self.grpc.RpcError as e:
+            if e.code() == self.grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def get(self, name: str):
+        from supervisor.ctl import CtlError
+        try:
+            return self.stub.Get(self.pb.GetNetworkRequest(name=name)).network
+        except self.grpc.RpcError as e:
+            if e.code() == self.grpc.StatusCode.NOT_FOUND:
+                raise CtlError(f"network {name} not found") from None
+            raise
+
+
+def cmd_network(ctl, a) -> int:
+    nets = Networks(ctl)
+    if a.net_cmd == "create":
+        req = nets.pb.CreateNetworkRequest(name=a.name, subnet=a.subnet, gateway=a.gateway,
+                                           options=_pairs(a.opt, "option"),
+                                           labels=_pairs(a.label, "label"))
+        print(nets.stub.Create(req).network.id)
+    elif a.net_cmd == "ls":
+        from supervisor.ctl import _table
+        rows = [(n.id, n.name, n.driver, "local")
+                for n in nets.stub.List(nets.pb.ListNetworksRequest()).networks]
+        _table(("NETWORK ID", "NAME", "DRIVER", "SCOPE"), rows)
+    elif a.net_cmd == "inspect":
+        print(json.dumps([docker_network(nets.get(n)) for n in a.names], indent=2))
+    elif a.net_cmd == "rm":
+        for name in a.names:
+            nets.get(name)
+            nets.stub.Delete(nets.pb.DeleteNetworkRequest(name=name))
+            print(name)
+    return 0
+
+
+def docker_network(n) -> dict:
+    """``docker network inspect``'s shape."""
+    return {
+        "Name": n.name, "Id": n.id, "Scope": "local", "Driver": n.driver,
+        "IPAM": {"Driver": "host-local", "Config": [
+            {"Subnet": s, **({"Gateway": g} if g else {})}
+            for s, g in zip(n.subnets, list(n.gateways) + [""] * len(n.subnets))]},
+        "Containers": {e.container_id: {
+            "Name": e.container_id, "Namespace": e.namespace, "MacAddress": e.mac,
+            "IPv4Address": ", ".join(e.ips)} for e in n.endpoints},
+        "Options": dict(n.options), "Labels": dict(n.labels),
+        "ConfigList": json.loads(n.conflist or "{}"),
+    }
+
+
+def network_settings(ctl, cid: str) -> dict | None:
+    """``docker inspect``'s NetworkSettings for a container (None without an attachment)."""
+    att = Networks(ctl).attachment(cid)
+    if att is None:
+        return None
+    ports: dict = {}
+    for m in att.ports:
+        ports.setdefault(f"{m.container_port}/{m.protocol}", []).append(
+            {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
+    ip = att.ips[0] if att.ips else ""
+    return {"NetworkMode": att.mode, "SandboxKey": att.netns, "IPAddress": ip,
+            "Gateway": att.gateway, "MacAddress": att.mac, "Ports": ports,
+            "Networks": {att.network: {"IPAddress": ip, "Gateway": att.gateway,
+                                       "MacAddress": att.mac, "IPAddresses": list(att.ips)}}
+            if att.network else {}}
+
+
+def cmd_port(ctl, a) -> int:
+    from supervisor.ctl import CtlError
+    att = Networks(ctl).attachment(ctl.container(a.container).id)
+    if att is None:
+        raise CtlError(f"container {a.container} has no network")
+    for m in att.ports:
+        print(f"{m.container_port}/{m.protocol} -> {m.host_ip or '0.0.0.0'}:{m.host_port}")
+    return 0

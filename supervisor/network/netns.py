@@ -1,0 +1,85 @@
+"""Named network namespaces: a new namespace bind-mounted on a file, so it outlives its processes.
+
+The namespace is made by a short-lived thread of the daemon: ``unshare(CLONE_NEWNET)`` moves only
+that thread into a new namespace, whose ``/proc/thread-self/ns/net`` is bind-mounted on the target
+file; the thread sets its loopback up while it is there, returns to the daemon's namespace and
+ends. A thread of its own (not a pool's) is used so that a thread that failed to get back can
+never run anything else. No process is forked, which keeps grpc's threads out of it.
+
+The namespace lives as long as the bind mount (or a process in it). ``remove`` detaches the mount
+(MNT_DETACH: a runtime that still has it open keeps it until it closes it) and unlinks the file.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+from pyrunc.linux import sys as linux
+
+
+def _make(path: str, result: list) -> None:
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        result.append(e)
+        return
+    try:
+        linux.unshare(linux.CLONE_NEWNET)
+        try:
+            linux.mount("/proc/thread-self/ns/net", path, None, linux.MS_BIND)
+            _loopback_up()
+        finally:
+            linux.setns(home, linux.CLONE_NEWNET)
+    except BaseException as e:  # reported to the caller
+        result.append(e)
+    finally:
+        os.close(home)
+
+
+def _loopback_up() -> None:
+    """Set ``lo`` up in this thread's namespace (netlink; lo's index is always 1)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        ipr.link("set", index=1, state="up")
+
+
+def create(path: str) -> None:
+    """A new network namespace mounted on ``path`` (created; must not exist)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+    os.close(fd)
+    result: list = []
+    t = threading.Thread(target=_make, args=(path, result), name="netns-create", daemon=True)
+    t.start()
+    t.join()
+    if result:
+        remove(path)
+        err = result[0]
+        if isinstance(err, OSError):
+            raise OSError(err.errno, f"network namespace: {err.strerror}", path)
+        raise err
+
+
+def is_mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point (the namespace is bound there)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4].replace("\\040", " ") == target:
+                return True
+    return False
+
+
+def remove(path: str) -> None:
+    """Unmount and unlink ``path``; a path already gone is not an error."""
+    while True:
+        try:
+            linux.umount2(path, linux.MNT_DETACH)
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOENT):
+                break
+            raise
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

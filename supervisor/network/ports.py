@@ -1,0 +1,125 @@
+"""Published ports: docker's ``-p`` syntax, conflict checks, random host ports.
+
+``-p [IP:][HOST:]CONTAINER[/tcp|udp]`` (a range is not supported). Without a host port the port
+is chosen at random from ``RANDOM_RANGE``, avoiding ports published by other containers and ports
+in use in the daemon's network namespace. The mapping reaches the container through the portmap
+plugin (capability ``portMappings``: DNAT from any local address, 127.0.0.1 included, and
+hairpin SNAT), so no proxy process listens on the host port; a port that *something* listens on
+is refused, since the DNAT rule would silently steal its traffic.
+"""
+from __future__ import annotations
+
+import ipaddress
+import random
+import socket
+
+from supervisor.errors import FailedPrecondition, InvalidArgument
+
+RANDOM_RANGE = (49153, 60999)
+
+
+def parse(spec: str) -> dict:
+    """One ``-p`` string -> {hostIP, hostPort (0: random), containerPort, protocol}."""
+    text = spec.strip()
+    proto = "tcp"
+    if "/" in text:
+        text, proto = text.rsplit("/", 1)
+        if proto not in ("tcp", "udp"):
+            raise InvalidArgument(f"port {spec!r}: protocol must be tcp or udp")
+    host_ip = ""
+    if text.startswith("["):  # [v6]:host:container
+        end = text.find("]")
+        if end < 0:
+            raise InvalidArgument(f"port {spec!r}: unclosed '['")
+        host_ip, text = text[1:end], text[end + 1:].lstrip(":")
+    parts = text.split(":")
+    if len(parts) == 3 and not host_ip:
+        host_ip = parts.pop(0)
+    if len(parts) not in (1, 2):
+        raise InvalidArgument(f"port {spec!r}: expected [IP:][HOST:]CONTAINER[/tcp|udp]")
+    host = parts[0] if len(parts) == 2 else ""
+    container = _port(parts[-1], spec, allow_zero=False)
+    host_port = _port(host, spec, allow_zero=True) if host else 0
+    if host_ip:
+        try:
+            host_ip = str(ipaddress.ip_address(host_ip))
+        except ValueError:
+            raise InvalidArgument(f"port {spec!r}: {host_ip!r} is not an IP address") from None
+    return {"hostIP": host_ip, "hostPort": host_port, "containerPort": container,
+            "protocol": proto}
+
+
+def _port(text: str, spec: str, allow_zero: bool) -> int:
+    if not text.isdigit():
+        raise InvalidArgument(f"port {spec!r}: {text!r} is not a port number")
+    n = int(text)
+    if n > 65535 or (n == 0 and not allow_zero):
+        raise InvalidArgument(f"port {spec!r}: {n} is out of range")
+    return n
+
+
+def parse_list(value: str) -> list[dict]:
+    """A comma-separated label value (or a list of -p strings)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [parse(p) for p in items if p.strip()]
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return (a["protocol"] == b["protocol"] and a["hostPort"] == b["hostPort"]
+            and (not a["hostIP"] or not b["hostIP"] or a["hostIP"] == b["hostIP"]))
+
+
+def in_use(mapping: dict) -> bool:
+    """Whether binding the host address/port fails in the daemon's namespace (a listener or a
+    bound socket is there)."""
+    ip = mapping["hostIP"] or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    kind = socket.SOCK_STREAM if mapping["protocol"] == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(family, kind)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, mapping["hostPort"]))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def assign(wanted: list[dict], published: list[dict]) -> list[dict]:
+    """The mappings with random host ports filled in, after the conflict checks; ``published``
+    are the mappings of every other container."""
+    out: list[dict] = []
+    for m in wanted:
+        m = dict(m)
+        if m["hostPort"]:
+            for other in published + out:
+                if _overlap(m, other):
+                    raise FailedPrecondition(
+                        f"port {_show(m)} is already published by another container")
+            if in_use(m):
+                raise FailedPrecondition(f"port {_show(m)} is already in use on the host")
+        else:
+            m["hostPort"] = _random_port(m, published + out)
+        out.append(m)
+    return out
+
+
+def _random_port(m: dict, taken: list[dict]) -> int:
+    lo, hi = RANDOM_RANGE
+    for _ in range(200):
+        trial = dict(m, hostPort=random.randint(lo, hi))
+        if not any(_overlap(trial, t) for t in taken) and not in_use(trial):
+            return trial["hostPort"]
+    raise FailedPrecondition(f"no free host port for {m['containerPort']}/{m['protocol']}")
+
+
+def _show(m: dict) -> str:
+    ip = m["hostIP"]
+    ip = f"[{ip}]" if ":" in ip else ip
+    return f"{ip + ':' if ip else ''}{m['hostPort']}/{m['protocol']}"
+
+
+def docker_string(m: dict) -> str:
+    """``80/tcp -> 0.0.0.0:8080`` as ``docker port`` prints it."""
+    return f"{m['containerPort']}/{m['protocol']} -> {m['hostIP'] or '0.0.0.0'}:{m['hostPort']}"
