@@ -80,6 +80,10 @@ KEYS: tuple[Key, ...] = (
     Key("registry.insecure", "strlist", [],
         "registry hosts (HOST or HOST:PORT) reached over plain HTTP; localhost always is "
         "(reserved: for pulls made by the daemon)"),
+    Key("pull.hosts_file", "optpath", "",
+        "JSON file of per-host registry settings: {\"hosts\": {\"HOST[:PORT]\": {\"username\", "
+        "\"password\", \"timeout\", \"insecure\", \"mirrors\"}}} (credentials stay out of this "
+        "file)", flag="--registry-config"),
     Key("cni.path", "pathlist", ["/usr/lib/cni", "/opt/cni/bin"],
         "directories searched for CNI plugins, in order (a flag gives them as DIR:DIR)",
         flag="--cni-path"),

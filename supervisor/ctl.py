@@ -216,17 +216,24 @@ class Ctl:
         labels.update(ctlnet.run_labels(a))
         labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
-        c = self.client.create_container(cid, spec, labels, runtime_binary=a.runtime or "")
+        run = getattr(self, "_image_run", None)
+        if run is not None:  # an image: a snapshot of its own, named after the container
+            c = run.create_container(spec, labels, a.runtime or "")
+        else:
+            c = self.client.create_container(cid, spec, labels, runtime_binary=a.runtime or "")
         self.claim_name(name, cid)
         return c
 
     def _build_spec(self, a, cid: str):
-        from supervisor import ctlopts
+        from supervisor import ctl_images, ctlopts
         try:
             if os.path.isfile(os.path.join(a.image, "config.json")):
                 spec = specmod.load_bundle(a.image)
             elif os.path.isdir(a.image):
                 spec = specmod.default_spec(a.image, [], cid[:12])
+            elif ctl_images.is_image_ref(a.image):
+                self._image_run = ctl_images.ImageRun(self, a, cid)
+                spec = self._image_run.base_spec(a)
             else:
                 raise CtlError(f"Error response from daemon: {a.image}: neither a rootfs "
                                "directory nor a bundle")
@@ -252,8 +259,10 @@ class Ctl:
         self._start(c.id)
 
     def _create_task(self, cid: str, stdin="", stdout="", stderr="", terminal=False):
+        from supervisor import ctl_images
         req = self.tpb.CreateTaskRequest(container_id=cid, stdin=stdin, stdout=stdout,
-                                         stderr=stderr, terminal=terminal)
+                                         stderr=stderr, terminal=terminal,
+                                         rootfs=ctl_images.rootfs_of(self, cid))
         try:
             return self.client.tasks.Create(req)
         except grpc.RpcError as e:
@@ -281,6 +290,8 @@ class Ctl:
             fifos.close()
         if a.rm:
             self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
+            from supervisor import ctl_images
+            ctl_images.remove_snapshot(self, c)
         return code
 
     def _attach(self, cid: str, exec_id: str, fifos, tty: bool) -> int:
@@ -536,6 +547,8 @@ class Ctl:
         except grpc.RpcError:
             return
         self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
+        from supervisor import ctl_images
+        ctl_images.remove_snapshot(self, cont)
         log = cont.labels.get(LOG_LABEL)
         if log:
             try:
@@ -678,7 +691,9 @@ def _setup_run(p, create: bool = False) -> None:
     p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
     from supervisor import ctlnet
     ctlnet.add_run_options(p)
-    p.add_argument("image", metavar="ROOTFS|BUNDLE")
+    from supervisor import ctl_images
+    ctl_images.add_run_options(p)
+    p.add_argument("image", metavar="ROOTFS|BUNDLE|IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
@@ -805,7 +820,7 @@ COMMANDS: dict[str, tuple] = {
     "stats": ("resource usage statistics", _setup_stats, "cmd_stats"),
 }
 ERROR_CODES = {"run": EXIT_ERROR, "create": EXIT_ERROR}
-EXTENSIONS: tuple[str, ...] = ("supervisor.ctlnet",)
+EXTENSIONS: tuple[str, ...] = ("supervisor.ctlnet", "supervisor.ctl_images")
 _NO_HELP = ("run", "create")  # -h is --hostname there, as in docker
 
 
@@ -872,4 +887,7 @@ def _report(args, message: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module's own copy (not __main__'s), so the CtlError that extensions import from
+    # supervisor.ctl is the one main() catches.
+    from supervisor.ctl import main as _main
+    sys.exit(_main())

@@ -118,6 +118,8 @@ class Daemon:
         self.services.add("images", Images(store))
         self.services.add("gc", Collector(store, leases, self.services.get("content"),
                                           snapshotters, self.services.get("images")))
+        from supervisor.images.remote import hosts_from_settings
+        self.services.add("registry_hosts", hosts_from_settings(self.services.get("settings")))
 
     def _add_networks(self) -> None:
         from supervisor.network.manager import NetworkManager

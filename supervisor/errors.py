@@ -37,6 +37,10 @@ class Unimplemented(SupervisorError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class ResourceExhausted(SupervisorError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class OutOfRange(SupervisorError):
     code = grpc.StatusCode.OUT_OF_RANGE
 

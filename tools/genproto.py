@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
 OUT = ROOT / "supervisor" / "gen"
 # Top-level proto packages whose generated modules live in supervisor/gen.
-LOCAL_ROOTS = ("containerd", "google.rpc", "pyrunc.network")
+# (pyrunc: pyrunc.network and pyrunc.services.pull, the project's own services)
+LOCAL_ROOTS = ("containerd", "google.rpc", "pyrunc")
 IMPORT_RE = re.compile(r"^(from|import) (%s)\b" % "|".join(re.escape(r) for r in LOCAL_ROOTS),
                        re.MULTILINE)
 

@@ -1,11 +1,13 @@
 """A tiny HTTP proxy in front of the test registry that stalls one blob half-way (used to kill a
 daemon in the middle of a pull, deterministically). Run inside the registry's network namespace:
 
-    stallproxy.py LISTEN_PORT UPSTREAM_PORT DIGEST RELEASE_FILE
+    stallproxy.py LISTEN_PORT UPSTREAM_PORT DIGEST RELEASE_FILE [MODE]
 
 Every request is forwarded to 127.0.0.1:UPSTREAM_PORT. A GET of the blob DIGEST sends its headers
-and the first half of its body, then waits until RELEASE_FILE exists (checked every 50 ms, for at
-most 10 minutes) before sending the rest. The process exits when its parent kills it.
+and the first half of its body, then (MODE ``stall``, the default) waits until RELEASE_FILE
+exists (checked every 50 ms, for at most 10 minutes) before sending the rest; MODE ``truncate``
+closes the connection instead; MODE ``corrupt`` sends the whole body with one byte changed.
+The process exits when its parent kills it.
 """
 import http.client
 import http.server
@@ -14,6 +16,7 @@ import sys
 import time
 
 LISTEN, UPSTREAM, DIGEST, RELEASE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+MODE = sys.argv[5] if len(sys.argv) > 5 else "stall"
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -39,7 +42,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        if self.command == "GET" and DIGEST in self.path and resp.status == 200:
+        if self.command == "GET" and DIGEST in self.path and resp.status == 200 \
+                and MODE == "corrupt":
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        elif self.command == "GET" and DIGEST in self.path and resp.status == 200 \
+                and MODE == "truncate":
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        elif self.command == "GET" and DIGEST in self.path and resp.status == 200:
             half = len(data) // 2
             self.wfile.write(data[:half])
             self.wfile.flush()

@@ -13,7 +13,7 @@ import threading
 import grpc
 import pytest
 
-from layers import held_metadata
+from sv_layers import held_metadata
 from sv_harness import code_of, wait_for
 from supervisor.gen.containerd.services.content.v1 import content_pb2 as pb, content_pb2_grpc
 
@@ -204,3 +204,37 @@ def test_kill9_mid_write_leaves_no_partial_blob(sv_own):
         assert out[0].offset == 1_000_000 and out[-1].digest == dgst
         with open(blob_file(sv, dgst), "rb") as f:
             assert f.read() == data
+
+
+def test_full_content_root_is_a_clear_error_and_stays_consistent(sv_rootfs):
+    """The daemon's root on an 8 MiB tmpfs: a 16 MiB blob fails with RESOURCE_EXHAUSTED and
+    'No space left on device', nothing is visible, and after an abort a small blob commits."""
+    import subprocess
+    from sv_harness import Supervisor
+    sv = Supervisor()
+    try:
+        os.makedirs(sv.root)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", sv.root],
+                       check=True)
+        sv.start()
+        ch, st, md = stub(sv)
+        with ch:
+            big = os.urandom(16 << 20)
+            ref = sv.id("full")
+            msgs = [pb.WriteContentRequest(action=pb.WRITE, ref=ref, offset=i, data=big[i:i + (1 << 20)])
+                    for i in range(0, len(big), 1 << 20)]
+            msgs.append(pb.WriteContentRequest(action=pb.COMMIT, ref=ref, offset=len(big),
+                                               expected=digest_of(big), total=len(big)))
+            code, details = code_of(write_stream, st, md, msgs)
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "No space left" in details
+            assert code_of(st.Info, pb.InfoRequest(digest=digest_of(big)), metadata=md)[0] == \
+                grpc.StatusCode.NOT_FOUND
+            assert os.listdir(os.path.join(sv.root, "content", "blobs", "sha256")) == []
+            st.Abort(pb.AbortRequest(ref=ref), metadata=md)
+            small = os.urandom(1000)
+            out = write_stream(st, md, [pb.WriteContentRequest(
+                action=pb.COMMIT, ref=sv.id("small"), data=small, expected=digest_of(small))])
+            assert out[-1].digest == digest_of(small)
+            assert st.Info(pb.InfoRequest(digest=digest_of(small)), metadata=md).info.size == 1000
+    finally:
+        sv.cleanup()

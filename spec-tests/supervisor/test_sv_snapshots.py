@@ -11,7 +11,7 @@ import tempfile
 import grpc
 import pytest
 
-from layers import held_metadata
+from sv_layers import held_metadata
 from sv_harness import code_of
 from supervisor import mounts as mountmod
 from supervisor.gen.containerd.services.snapshots.v1 import snapshots_pb2 as pb, snapshots_pb2_grpc

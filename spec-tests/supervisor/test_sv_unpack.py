@@ -12,7 +12,7 @@ import tempfile
 import grpc
 import pytest
 
-from layers import Layer, digest, held_metadata, huge_pax_header
+from sv_layers import Layer, digest, held_metadata, huge_pax_header
 from supervisor import mounts as mountmod
 from supervisor.diff.apply import LayerError, apply_layer
 from supervisor.gen.containerd.services.content.v1 import content_pb2, content_pb2_grpc
@@ -241,3 +241,70 @@ def test_hostile_layer_through_the_api(sv):
         ss.Remove(snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=k),
                   metadata=md)
         cs.Delete(content_pb2.DeleteContentRequest(digest=digest(data)), metadata=md)
+
+
+def test_diff_makes_a_layer_that_applies_back(sv):
+    """Diff.Diff between a snapshot and its parent: files added, a file deleted (an overlay
+    whiteout) and an emptied directory made opaque come out as an OCI layer, which Diff.Apply
+    reproduces on the parent; ctr snapshots diff prints the same gzip layer."""
+    import gzip
+    import io
+    import subprocess
+    import tarfile
+    from sv_harness import CTR
+    k = sv.id("mk")
+    with stubs(sv) as (cs, ss, ds, md):
+        def mount_pb(ms):
+            return [{"type": m.type, "source": m.source, "options": list(m.options)} for m in ms]
+        base = ss.Prepare(snapshots_pb2.PrepareSnapshotRequest(snapshotter="overlayfs",
+                                                                key=k + "-a"), metadata=md).mounts
+        target = tempfile.mkdtemp(dir=sv.base)
+        mountmod.mount_all(target, mount_pb(base))
+        try:
+            os.makedirs(os.path.join(target, "d"))
+            for name in ("gone", "d/old"):
+                with open(os.path.join(target, name), "w") as f:
+                    f.write(name)
+        finally:
+            mountmod.unmount_all(target, mount_pb(base))
+        ss.Commit(snapshots_pb2.CommitSnapshotRequest(snapshotter="overlayfs", name=k + "-A",
+                                                      key=k + "-a"), metadata=md)
+        top = ss.Prepare(snapshots_pb2.PrepareSnapshotRequest(
+            snapshotter="overlayfs", key=k + "-b", parent=k + "-A"), metadata=md).mounts
+        mountmod.mount_all(target, mount_pb(top))
+        try:
+            os.unlink(os.path.join(target, "gone"))
+            import shutil
+            shutil.rmtree(os.path.join(target, "d"))
+            os.makedirs(os.path.join(target, "d"))
+            with open(os.path.join(target, "d", "new"), "w") as f:
+                f.write("new")
+            os.symlink("/nowhere", os.path.join(target, "link"))
+        finally:
+            mountmod.unmount_all(target, mount_pb(top))
+        left = ss.View(snapshots_pb2.ViewSnapshotRequest(
+            snapshotter="overlayfs", key=k + "-lv", parent=k + "-A"), metadata=md).mounts
+        made = ds.Diff(diff_pb2.DiffRequest(left=left, right=top, ref=k + "-layer"),
+                       metadata=md).diff
+        assert made.media_type == GZ
+        data = b"".join(r.data for r in cs.Read(content_pb2.ReadContentRequest(
+            digest=made.digest), metadata=md))
+        names = tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))).getnames()
+        assert ".wh.gone" in names and "d/new" in names and "link" in names
+        # Apply it back onto the parent: the same tree as the snapshot it came from.
+        again = ss.Prepare(snapshots_pb2.PrepareSnapshotRequest(
+            snapshotter="overlayfs", key=k + "-c", parent=k + "-A"), metadata=md).mounts
+        ds.Apply(diff_pb2.ApplyRequest(diff=made, mounts=again), metadata=md)
+        mountmod.mount_all(target, mount_pb(again))
+        try:
+            assert sorted(os.listdir(target)) == ["d", "link"]
+            assert os.listdir(os.path.join(target, "d")) == ["new"]
+            assert os.readlink(os.path.join(target, "link")) == "/nowhere"
+        finally:
+            mountmod.unmount_all(target, mount_pb(again))
+        out = subprocess.run([CTR, "-a", sv.sock, "-n", md[0][1], "snapshots", "diff", k + "-b"],
+                             capture_output=True, timeout=60)
+        assert out.returncode == 0 and out.stdout[:2] == b"\x1f\x8b", out.stderr
+        for key in ("-c", "-lv", "-b", "-A"):
+            ss.Remove(snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=k + key),
+                      metadata=md)

@@ -9,13 +9,15 @@ must be the current one (OUT_OF_RANGE otherwise), which is how a client resumes.
 from __future__ import annotations
 
 import asyncio
+import errno
+import sqlite3
 
 from google.protobuf import empty_pb2
 
 from supervisor import filters
 from supervisor.api.common import lease_of, namespace, rpc, rpc_stream
 from supervisor.content.store import CHUNK
-from supervisor.errors import InvalidArgument, OutOfRange, SupervisorError
+from supervisor.errors import InvalidArgument, OutOfRange, ResourceExhausted, SupervisorError
 from supervisor.events import timestamp
 from supervisor.gen.containerd.events import content_pb2 as ev
 from supervisor.gen.containerd.services.content.v1 import content_pb2 as pb, content_pb2_grpc as grpc_pb
@@ -139,6 +141,10 @@ class Content(grpc_pb.ContentServicer):
                     return
         except SupervisorError as e:
             await context.abort(e.code, str(e))
+        except (OSError, sqlite3.Error) as e:  # a full disk: the ingest stays, nothing is visible
+            code = ResourceExhausted.code if _full(e) else SupervisorError.code
+            await context.abort(code, f"ref {writer.ref if writer else ''}: "
+                                      f"{getattr(e, 'strerror', None) or e}")
         finally:
             if writer is not None:
                 writer.close()
@@ -159,6 +165,10 @@ class Content(grpc_pb.ContentServicer):
         return pb.WriteContentResponse(
             action=req.action, started_at=timestamp(st.started), updated_at=timestamp(st.updated),
             offset=st.offset, total=st.total, digest=digest or writer.digest())
+
+
+def _full(e: Exception) -> bool:
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "full" in str(e)
 
 
 def _pread(f, n: int, offset: int) -> bytes:

@@ -1,17 +1,20 @@
 """Diff: Apply a layer from the content store onto a snapshot's mounts (supervisor/diff/apply.py).
 
-The mounts are the ones Snapshots.Prepare returned: a bind mount (the layer goes into its source,
+Apply: the mounts are the ones Snapshots.Prepare returned: a bind mount (the layer goes into its source,
 whiteouts as removals) or an overlay (the layer goes into its upper directory, whiteouts as
 overlay whiteouts) — nothing is mounted to apply. The answer is the uncompressed layer's
 descriptor, whose digest is the diff ID clients check against the image config.
+
+Diff: the layer between two snapshots' mounts (supervisor/diff/make.py), into the content store.
 """
 from __future__ import annotations
 
 import asyncio
 
-from supervisor.api.common import namespace, rpc
+from supervisor.api.common import lease_of, namespace, rpc
+from supervisor.diff import make
 from supervisor.diff.apply import LayerError, apply_layer
-from supervisor.errors import InvalidArgument, Unimplemented
+from supervisor.errors import AlreadyExists, InvalidArgument, Unimplemented
 from supervisor.gen.containerd.services.diff.v1 import diff_pb2 as pb, diff_pb2_grpc as grpc_pb
 from supervisor.gen.containerd.types import descriptor_pb2
 
@@ -54,7 +57,8 @@ class Diff(grpc_pb.DiffServicer):
         target, mode = apply_target(list(request.mounts))
         blob = self.content.open_blob(ns, desc.digest)
         try:
-            diff_id, size = await asyncio.to_thread(apply_layer, blob, target, mode, desc.digest)
+            # The blob was verified when it was committed: only the diff ID is computed here.
+            diff_id, size = await asyncio.to_thread(apply_layer, blob, target, mode)
         except LayerError as e:
             raise InvalidArgument(f"apply layer {desc.digest}: {e}") from None
         finally:
@@ -64,7 +68,50 @@ class Diff(grpc_pb.DiffServicer):
 
     @rpc
     async def Diff(self, request, context):
-        raise Unimplemented("Diff: making a layer from two snapshots is not implemented")
+        """A layer from the difference of two snapshots' mounts (make.py), written into the
+        content store under ``ref`` (and the call's lease) with the diff ID as the
+        ``containerd.io/uncompressed`` label."""
+        import secrets
+        ns = namespace(context)
+        media = request.media_type or LAYER_TAR + "+gzip"
+        if media not in (LAYER_TAR, LAYER_TAR + "+gzip"):
+            raise Unimplemented(f"diff media type {media!r}: tar or tar+gzip only")
+        as_dicts = [[{"type": m.type, "source": m.source, "options": list(m.options)}
+                     for m in side] for side in (request.left, request.right)]
+        try:
+            top = make.diff_dir(*as_dicts)
+        except make.DiffUnsupported as e:
+            raise Unimplemented(f"Diff: {e}") from None
+        ref = request.ref or "diff-" + secrets.token_hex(8)
+        writer = self.content.writer(ns, ref, lease=lease_of(context))
+        try:
+            writer.truncate(0)
+            diff_id, _ = await asyncio.to_thread(make.write_layer, top, _WriterFile(writer),
+                                                 media.endswith("+gzip"))
+            labels = dict(request.labels, **{"containerd.io/uncompressed": diff_id})
+            try:
+                digest = await asyncio.to_thread(writer.commit, labels)
+            except AlreadyExists:
+                digest = writer.digest()
+            size = self.content.info(ns, digest).size
+        finally:
+            writer.close()
+        return pb.DiffResponse(diff=descriptor_pb2.Descriptor(media_type=media, digest=digest,
+                                                              size=size))
+
+
+class _WriterFile:
+    """A content-store writer as a binary file for gzip/tarfile."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def write(self, data) -> int:
+        self.writer.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 def register(server, services) -> None:

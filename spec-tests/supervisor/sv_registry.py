@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from layers import Layer, digest
+from sv_layers import Layer, digest
 from sv_harness import BUSYBOX, wait_for
 
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
@@ -31,8 +31,9 @@ APPLETS = ("sh", "echo", "cat", "ls", "true", "false", "id", "stat", "test", "en
 
 
 class Registry:
-    def __init__(self, port: int = 5000):
+    def __init__(self, port: int = 5000, auth: tuple[str, str] | None = None):
         self.base = tempfile.mkdtemp(prefix="svt-reg-", dir="/tmp")
+        self.auth = auth
         self.netns = "svt-" + secrets.token_hex(4)
         self.port = port
         self.host = f"127.0.0.1:{port}"
@@ -46,17 +47,30 @@ class Registry:
             json.dump({"version": 0.1, "log": {"level": "error"},
                        "storage": {"filesystem": {"rootdirectory": os.path.join(self.base, "data")},
                                    "delete": {"enabled": True}},
-                       "http": {"addr": self.host}}, f)  # JSON is YAML
+                       "http": {"addr": self.host}, **self._auth_config()}, f)  # JSON is YAML
         log = open(os.path.join(self.base, "registry.log"), "ab")
         self.proc = subprocess.Popen(self.nsenter([REGISTRY, "serve", config]), stdout=log,
                                      stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        probe = ["python3", "-c", f"import urllib.request; urllib.request.urlopen("
-                                  f"'http://{self.host}/v2/', timeout=5)"]
+        probe = ["python3", "-c", "import urllib.request, urllib.error\ntry: urllib.request."
+                 f"urlopen('http://{self.host}/v2/', timeout=5)\n"
+                 "except urllib.error.HTTPError as e: assert e.code == 401"]
         wait_for(lambda: self.proc.poll() is None and subprocess.run(
             self.nsenter(probe), capture_output=True).returncode == 0, 60, step=0.2,
             what="the registry")
         return self
+
+    def _auth_config(self) -> dict:
+        if not self.auth:
+            return {}
+        import warnings
+        with warnings.catch_warnings():  # crypt is deprecated (3.13), and here in Debian 12's 3.11
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # bcrypt ($2b$), which the registry's htpasswd wants
+        path = os.path.join(self.base, "htpasswd")
+        with open(path, "w") as f:
+            f.write(f"{self.auth[0]}:{crypt.crypt(self.auth[1], crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+        return {"auth": {"htpasswd": {"realm": "svt", "path": path}}}
 
     def nsenter(self, argv: list[str]) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.netns}", "--"] + list(argv)
@@ -71,7 +85,8 @@ class Registry:
     def push(self, layout: str, name: str, all_platforms: bool = False) -> str:
         """Copy the OCI layout's ``latest`` to ``host/name``; the reference."""
         ref = f"{self.host}/{name}"
-        self.run([SKOPEO, "copy", "--dest-tls-verify=false", "--insecure-policy"]
+        creds = ["--dest-creds", ":".join(self.auth)] if self.auth else []
+        self.run([SKOPEO, "copy", "--dest-tls-verify=false", "--insecure-policy"] + creds
                  + (["--all"] if all_platforms else []) + ["--preserve-digests",
                  f"oci:{layout}:latest", f"docker://{ref}"])
         return ref
