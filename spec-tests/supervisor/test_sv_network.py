@@ -348,6 +348,8 @@ def test_ctl_networks_names_and_ports(netsv, sv_rootfs, containers):
         netsv.ctl("network", "rm", net, check=False)
     assert net not in netsv.ctl("network", "ls").stdout
     assert "pyr-" + netid[:10] not in netsv.netns.run("ip", "-o", "link")
+    assert not [line for line in netsv.iptables_lines()  # its masquerading and isolation rules
+                if f"pyrunc network {net}" in line or "pyr-" + netid[:10] in line]
 
 
 def ipaddress_in(ip: str, subnet: str) -> bool:

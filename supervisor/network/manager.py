@@ -40,7 +40,7 @@ import shutil
 import socket
 
 from supervisor.errors import FailedPrecondition, InvalidArgument, NotFound, SupervisorError
-from supervisor.network import cni, files, netns, ports as portsmod
+from supervisor.network import cni, files, netns, ports as portsmod, rules
 from supervisor.network.config import DEFAULT_NETWORK, Configs, subnets_of
 
 LABEL = "io.pyrunc.network"
@@ -98,6 +98,7 @@ class NetworkManager:
             os.makedirs(d, mode=0o700, exist_ok=True)
         self.configs = Configs(conf_dir, os.path.join(base, "ipam"))
         self.cni = cni.Runner(plugin_path, timeout)
+        self.rules = rules.Rules(timeout)
         self.records: dict[tuple[str, str], dict] = {}
         self.lock = asyncio.Lock()   # network create/remove against attachments
 
@@ -184,7 +185,8 @@ class NetworkManager:
                                   for p in conflist["plugins"]):
                 raise InvalidArgument(f"network {mode} has no plugin with the portMappings "
                                       "capability: ports cannot be published on it")
-            rec.update(network=mode, conflist=self.configs.for_use(conflist),
+            await self.rules.ensure(conflist)
+            rec.update(network=mode, conflist=_chain(self.configs.for_use(conflist), wanted),
                        netns=os.path.join(self.netns_dir, ns, cid), owns_netns=True,
                        ports=portsmod.assign(wanted, self._published()))
         self.records[(ns, cid)] = rec
@@ -372,7 +374,20 @@ class NetworkManager:
                 raise FailedPrecondition(f"network {name} has active endpoints: "
                                          f"{', '.join(users)}")
             self.configs.remove(name)
+            await self.rules.remove(conf)
             await asyncio.to_thread(remove_bridges, conf)
+
+
+def _chain(conflist: dict, ports: list) -> dict:
+    """The conflist of one attachment: the supervisor's own networks leave out the plugins they
+    mark optional when the container asks nothing of their capabilities (portmap without
+    published ports: its DEL would otherwise run iptables for nothing). The record keeps this
+    very list, so DEL runs the same chain ADD did."""
+    optional = (conflist.get("io.pyrunc") or {}).get("optional") or []
+    if ports or not optional:
+        return conflist
+    return dict(conflist, plugins=[p for p in conflist["plugins"]
+                                   if p.get("type") not in optional])
 
 
 def _gateway(result) -> str:
