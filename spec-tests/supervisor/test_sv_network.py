@@ -405,6 +405,18 @@ def test_bad_input_one_clear_error_and_nothing_left(netsv, sv_rootfs, containers
         assert "nosuchplugin" in msg and "not found" in msg, msg
     finally:
         os.unlink(conf)
+    # a plugin that fails (host-local refuses its range): its own error, everything undone
+    with open(conf, "w") as f:
+        json.dump({"cniVersion": "1.0.0", "name": "broken", "plugins": [
+            {"type": "bridge", "bridge": "broken0", "ipam": {
+                "type": "host-local", "ranges": [[{"subnet": "10.33.0.0/24",
+                                                   "rangeStart": "10.34.0.5"}]]}}]}, f)
+    try:
+        code, msg = _create_fails(netsv, sv_rootfs, {NET: "broken"}, containers)
+        assert "CNI plugin bridge (ADD) failed" in msg and "10.34.0.5" in msg, msg
+    finally:
+        os.unlink(conf)
+        netsv.netns.run("ip", "link", "del", "broken0", check=False)  # an admin's bridge
     # a port published twice, and a port something listens on
     port = 25000 + secrets.randbelow(5000)
     first = server(netsv, sv_rootfs, containers, "first", {NET: "bridge", PORTS: f"{port}:80"})
@@ -430,7 +442,14 @@ def test_bad_input_one_clear_error_and_nothing_left(netsv, sv_rootfs, containers
     # networks: overlapping subnets, reserved and invalid names, bad gateways
     net = "o" + secrets.token_hex(3)
     netsv.ctl("network", "create", "--subnet", "10.66.0.0/16", net)
+    dummy = "d" + secrets.token_hex(3)  # a route of the daemon's namespace
+    netsv.netns.run("ip", "link", "add", dummy, "type", "bridge")
+    netsv.netns.run("ip", "addr", "add", "10.123.4.1/24", "dev", dummy)
+    netsv.netns.run("ip", "link", "set", dummy, "up")
     try:
+        res = netsv.ctl("network", "create", "--subnet", "10.123.0.0/16", "r" + net,
+                        check=False)
+        assert res.returncode == 125 and "overlaps 10.123.4.0/24 of a route" in res.stderr
         for args, text in ((["--subnet", "10.66.5.0/24", "x" + net], "overlaps"),
                            (["--subnet", "10.0.0.0/8", "y" + net], "overlaps"),
                            ([net], "already exists"), (["host"], "reserved"),
@@ -443,6 +462,7 @@ def test_bad_input_one_clear_error_and_nothing_left(netsv, sv_rootfs, containers
                         check=False)
         assert res.returncode == 125 and "70000" in res.stderr
     finally:
+        netsv.netns.run("ip", "link", "del", dummy)
         netsv.ctl("network", "rm", net)
 
 
@@ -610,6 +630,22 @@ def test_modes_none_host_container_and_no_label(netsv, sv_rootfs, containers):
     assert code == 0 and f"inet {ip}/" in out
     code, msg = _create_fails(netsv, sv_rootfs, {NET: "container:nosuch"}, containers)
     assert code == grpc.StatusCode.NOT_FOUND and "nosuch" in msg
+
+
+def test_random_host_ports_are_distinct_and_p_means_bridge(netsv, sv_rootfs, containers):
+    """-p without a host port takes a random free one, never one another container has; -p
+    without --network puts the container on the default bridge."""
+    for _ in range(4):
+        res = netsv.ctl("run", "-d", "-p", "80", "-p", "53/udp", sv_rootfs, "sleep", "600")
+        containers.append(res.stdout.strip())
+    seen = []
+    for cid in containers:
+        info = _json(netsv.ctl("inspect", cid).stdout)[0]["NetworkSettings"]
+        assert info["NetworkMode"] == "bridge" and info["IPAddress"].startswith("10.88.")
+        seen += [(proto, int(m["HostPort"])) for proto in ("80/tcp", "53/udp")
+                 for m in info["Ports"][proto]]
+    assert len(set(seen)) == len(seen) == 8
+    assert all(49153 <= port <= 60999 for _, port in seen)
 
 
 def test_ctr_run_with_a_label_and_cni_check(netsv, sv_rootfs):

@@ -288,12 +288,15 @@ class NetworkManager:
             log.warning("network: detaching %s/%s: %s", ns, cid, e)
 
     async def _undo(self, rec: dict) -> None:
+        """Undo a failed attach. A DEL that fails here is most likely the same error ADD met (a
+        broken configuration that DEL meets again, forever): it is logged, and the record goes
+        with the rest — the attachment never existed for the client."""
         try:
-            await self._teardown(rec)
+            await self._teardown(rec, keep_on_error=False)
         except Exception as e:  # the original error matters more
             log.warning("network: undoing %s/%s: %s", rec["namespace"], rec["id"], e)
 
-    async def _teardown(self, rec: dict) -> None:
+    async def _teardown(self, rec: dict, keep_on_error: bool = True) -> None:
         rec["phase"] = "deleting"
         error = None
         if rec.get("conflist"):
@@ -306,12 +309,14 @@ class NetworkManager:
             await asyncio.to_thread(netns.remove, rec["netns"])
         if "joined" not in rec:
             shutil.rmtree(rec["files"], ignore_errors=True)
-        if error is not None:
+        if error is not None and keep_on_error:
             self._save(rec)
             raise error
         self._drop(rec)
         if "joined" not in rec:
             self._refresh_peers(rec)
+        if error is not None:
+            raise error
 
     async def check(self, ns: str, cid: str) -> None:
         rec = self.records.get((ns, cid))
