@@ -59,6 +59,18 @@ def _host_state() -> dict:
             for what, items in (("links", links), ("routes", routes), ("iptables", rules))}
 
 
+@pytest.fixture(scope="module")
+def host_unchanged():
+    for tool in ("ip", "iptables-save", "nsenter", "conntrack"):
+        _need(tool)
+    if not os.path.isdir("/usr/lib/cni") or not os.access("/usr/lib/cni/bridge", os.X_OK):
+        pytest.skip("Debian's containernetworking-plugins are not installed (/usr/lib/cni)")
+    before = _host_state()
+    yield
+    after = _host_state()
+    assert after == before, "the host's network changed"
+
+
 class NetNS:
     """A network namespace of the test's (ip netns: /run/netns/NAME), loopback up."""
 
