@@ -60,6 +60,7 @@ def test_supervisor_imports_only_pyrunc_linux_from_pyrunc():
 @pytest.mark.parametrize("package,forbidden", [
     ("supervisor/core", ("supervisor.api", "grpc")),
     ("supervisor/metadata", ("supervisor.api", "supervisor.core", "grpc")),
+    ("supervisor/network", ("supervisor.api", "supervisor.core", "grpc")),
     ("supervisor/shim", ("supervisor.api", "supervisor.core", "supervisor.metadata", "grpc",
                          "asyncio")),
 ])

@@ -38,18 +38,25 @@ def _need(tool: str) -> str:
     return path
 
 
+# What of the host's network this module could change, were the daemon not in its namespace:
+# interfaces the plugins or the tests make, routes of the subnets used here, CNI's and pyrunc's
+# iptables chains and rules. Only these are compared (other engineers' tests may come and go on
+# the host meanwhile; CI runs one suite at a time, where nothing else changes either).
+OURS = re.compile(r"pyr|veth|broken0|slow0|\b10\.(?:88|89|77|66|55|44|33|34|123)\.|CNI|PYRUNC"
+                  r"|pyrunc|svtnet|^d[0-9a-f]{6}$")
+
+
 def _host_state() -> dict:
-    """The host's interfaces, routes and iptables/nftables chains (the daemon never touches
-    them: it runs in the test's namespace)."""
+    """The host's interfaces, routes and iptables chains and rules that could be ours."""
     def out(*cmd):
         return subprocess.run(cmd, capture_output=True, text=True).stdout
-    links = sorted(line.split(":")[1].strip().split("@")[0]
-                   for line in out("ip", "-o", "link", "show").splitlines())
-    chains = sorted(line for line in out("iptables-save").splitlines() if line.startswith(":"))
-    chains = [c.split()[0] for c in chains]
-    return {"links": links, "routes": sorted(out("ip", "route", "show", "table", "all")
-                                             .splitlines()),
-            "iptables chains": chains}
+    links = [line.split(":")[1].strip().split("@")[0]
+             for line in out("ip", "-o", "link", "show").splitlines()]
+    routes = out("ip", "route", "show", "table", "all").splitlines()
+    rules = [line.split(" [")[0] for line in out("iptables-save").splitlines()
+             if line.startswith((":", "-"))]
+    return {what: sorted(x for x in items if OURS.search(x))
+            for what, items in (("links", links), ("routes", routes), ("iptables", rules))}
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +355,8 @@ def test_ctl_networks_names_and_ports(netsv, sv_rootfs, containers):
         netsv.ctl("network", "rm", net, check=False)
     assert net not in netsv.ctl("network", "ls").stdout
     assert "pyr-" + netid[:10] not in netsv.netns.run("ip", "-o", "link")
+    assert not [line for line in netsv.iptables_lines()  # its masquerading and isolation rules
+                if f"pyrunc network {net}" in line or "pyr-" + netid[:10] in line]
 
 
 def ipaddress_in(ip: str, subnet: str) -> bool:
@@ -403,6 +412,18 @@ def test_bad_input_one_clear_error_and_nothing_left(netsv, sv_rootfs, containers
         assert "nosuchplugin" in msg and "not found" in msg, msg
     finally:
         os.unlink(conf)
+    # a plugin that fails (host-local refuses its range): its own error, everything undone
+    with open(conf, "w") as f:
+        json.dump({"cniVersion": "1.0.0", "name": "broken", "plugins": [
+            {"type": "bridge", "bridge": "broken0", "ipam": {
+                "type": "host-local", "ranges": [[{"subnet": "10.33.0.0/24",
+                                                   "rangeStart": "10.34.0.5"}]]}}]}, f)
+    try:
+        code, msg = _create_fails(netsv, sv_rootfs, {NET: "broken"}, containers)
+        assert "CNI plugin bridge (ADD) failed" in msg and "10.34.0.5" in msg, msg
+    finally:
+        os.unlink(conf)
+        netsv.netns.run("ip", "link", "del", "broken0", check=False)  # an admin's bridge
     # a port published twice, and a port something listens on
     port = 25000 + secrets.randbelow(5000)
     first = server(netsv, sv_rootfs, containers, "first", {NET: "bridge", PORTS: f"{port}:80"})
@@ -428,7 +449,14 @@ def test_bad_input_one_clear_error_and_nothing_left(netsv, sv_rootfs, containers
     # networks: overlapping subnets, reserved and invalid names, bad gateways
     net = "o" + secrets.token_hex(3)
     netsv.ctl("network", "create", "--subnet", "10.66.0.0/16", net)
+    dummy = "d" + secrets.token_hex(3)  # a route of the daemon's namespace
+    netsv.netns.run("ip", "link", "add", dummy, "type", "bridge")
+    netsv.netns.run("ip", "addr", "add", "10.123.4.1/24", "dev", dummy)
+    netsv.netns.run("ip", "link", "set", dummy, "up")
     try:
+        res = netsv.ctl("network", "create", "--subnet", "10.123.0.0/16", "r" + net,
+                        check=False)
+        assert res.returncode == 125 and "overlaps 10.123.4.0/24 of a route" in res.stderr
         for args, text in ((["--subnet", "10.66.5.0/24", "x" + net], "overlaps"),
                            (["--subnet", "10.0.0.0/8", "y" + net], "overlaps"),
                            ([net], "already exists"), (["host"], "reserved"),
@@ -441,6 +469,7 @@ def test_bad_input_one_clear_error_and_nothing_left(netsv, sv_rootfs, containers
                         check=False)
         assert res.returncode == 125 and "70000" in res.stderr
     finally:
+        netsv.netns.run("ip", "link", "del", dummy)
         netsv.ctl("network", "rm", net)
 
 
@@ -608,6 +637,22 @@ def test_modes_none_host_container_and_no_label(netsv, sv_rootfs, containers):
     assert code == 0 and f"inet {ip}/" in out
     code, msg = _create_fails(netsv, sv_rootfs, {NET: "container:nosuch"}, containers)
     assert code == grpc.StatusCode.NOT_FOUND and "nosuch" in msg
+
+
+def test_random_host_ports_are_distinct_and_p_means_bridge(netsv, sv_rootfs, containers):
+    """-p without a host port takes a random free one, never one another container has; -p
+    without --network puts the container on the default bridge."""
+    for _ in range(4):
+        res = netsv.ctl("run", "-d", "-p", "80", "-p", "53/udp", sv_rootfs, "sleep", "600")
+        containers.append(res.stdout.strip())
+    seen = []
+    for cid in containers:
+        info = _json(netsv.ctl("inspect", cid).stdout)[0]["NetworkSettings"]
+        assert info["NetworkMode"] == "bridge" and info["IPAddress"].startswith("10.88.")
+        seen += [(proto, int(m["HostPort"])) for proto in ("80/tcp", "53/udp")
+                 for m in info["Ports"][proto]]
+    assert len(set(seen)) == len(seen) == 8
+    assert all(49153 <= port <= 60999 for _, port in seen)
 
 
 def test_ctr_run_with_a_label_and_cni_check(netsv, sv_rootfs):

@@ -146,14 +146,16 @@ def _error_text(out: bytes, err: bytes, code: int) -> str:
     return text[-1] if text else f"exit status {code}"
 
 
-async def execute(binary: str, env: dict, stdin: bytes, timeout: float, what: str):
-    """Run ``binary`` with ``stdin``; (exit code, stdout, stderr). Killed after ``timeout``."""
+async def execute(binary: str, env: dict, stdin: bytes, timeout: float, what: str,
+                  argv: list[str] | None = None):
+    """Run ``binary`` (arguments ``argv``, default none) with ``stdin``; (exit code, stdout,
+    stderr). Killed after ``timeout``."""
     from supervisor.shimclient import wait_process
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        pid = os.posix_spawn(binary, [binary], env, file_actions=[
+        pid = os.posix_spawn(binary, argv or [binary], env, file_actions=[
             (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
             (os.POSIX_SPAWN_DUP2, err_w, 2)])
     except OSError as e:

@@ -5,8 +5,13 @@ Every ``*.conflist`` (and single-plugin ``*.conf``) file there is a network, nam
 the supervisor writes itself (``network create``, and the default ``bridge`` network, made on
 first use) are bridge networks:
 
-    bridge (isGateway, ipMasq, hairpin) with host-local IPAM  ->  portmap (portMappings)
-    ->  firewall (ingressPolicy same-bridge: containers of other networks cannot reach it)
+    bridge (isGateway, hairpin) with host-local IPAM  ->  portmap (portMappings)
+
+with the network's masquerading, isolation from other networks and forwarding done by rules the
+supervisor installs once per network (rules.py) rather than per container by ``ipMasq`` and the
+firewall plugin. The conflist's ``io.pyrunc`` key holds the supervisor's own data (id, driver,
+options, labels, and ``optional``: plugins left out of a container's chain when it asks nothing
+of their capabilities, i.e. portmap for a container that publishes no port).
 
 host-local keeps its allocations in the supervisor's state directory: ``ipam_dir`` is put into an
 IPAM section of type host-local that names no ``dataDir`` when a conflist is loaded for use, so
@@ -49,16 +54,16 @@ def bridge_conflist(name: str, subnet: str, gateway: str = "", options: dict | N
     if gateway:
         rng["gateway"] = gateway
     bridge = {"type": "bridge", "bridge": (options or {}).get("bridge") or bridge_name(name),
-              "isGateway": True, "ipMasq": True, "hairpinMode": True,
+              "isGateway": True, "ipMasq": False, "hairpinMode": True,
               "ipam": {"type": "host-local", "ranges": [[rng]],
                        "routes": [{"dst": "0.0.0.0/0" if net.version == 4 else "::/0"}]}}
     if (options or {}).get("mtu"):
         bridge["mtu"] = int(options["mtu"])
     conf = {"cniVersion": CNI_VERSION, "name": name, "plugins": [
-        bridge,
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-        {"type": "firewall", "backend": "iptables", "ingressPolicy": "same-bridge"}]}
-    meta = {"id": network_id(name), "driver": "bridge"}
+        bridge, {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    # masquerading, isolation and forwarding are the supervisor's per-network rules (rules.py);
+    # portmap runs only for containers that publish ports
+    meta = {"id": network_id(name), "driver": "bridge", "optional": ["portmap"]}
     if options:
         meta["options"] = dict(options)
     if labels:

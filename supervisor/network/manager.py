@@ -38,9 +38,10 @@ import logging
 import os
 import shutil
 import socket
+import threading
 
 from supervisor.errors import FailedPrecondition, InvalidArgument, NotFound, SupervisorError
-from supervisor.network import cni, files, netns, ports as portsmod
+from supervisor.network import cni, files, netns, ports as portsmod, rules
 from supervisor.network.config import DEFAULT_NETWORK, Configs, subnets_of
 
 LABEL = "io.pyrunc.network"
@@ -98,6 +99,7 @@ class NetworkManager:
             os.makedirs(d, mode=0o700, exist_ok=True)
         self.configs = Configs(conf_dir, os.path.join(base, "ipam"))
         self.cni = cni.Runner(plugin_path, timeout)
+        self.rules = rules.Rules(timeout)
         self.records: dict[tuple[str, str], dict] = {}
         self.lock = asyncio.Lock()   # network create/remove against attachments
 
@@ -135,6 +137,7 @@ class NetworkManager:
 
     async def reconcile(self, live) -> None:
         """Tear down every attachment whose task is not in ``live`` ((ns, id) pairs)."""
+        threading.Thread(target=_preload, name="network-preload", daemon=True).start()
         self.load()
         for key, rec in sorted(self.records.items()):
             if key not in live:
@@ -184,7 +187,8 @@ class NetworkManager:
                                   for p in conflist["plugins"]):
                 raise InvalidArgument(f"network {mode} has no plugin with the portMappings "
                                       "capability: ports cannot be published on it")
-            rec.update(network=mode, conflist=self.configs.for_use(conflist),
+            await self.rules.ensure(conflist)
+            rec.update(network=mode, conflist=_chain(self.configs.for_use(conflist), wanted),
                        netns=os.path.join(self.netns_dir, ns, cid), owns_netns=True,
                        ports=portsmod.assign(wanted, self._published()))
         self.records[(ns, cid)] = rec
@@ -284,12 +288,15 @@ class NetworkManager:
             log.warning("network: detaching %s/%s: %s", ns, cid, e)
 
     async def _undo(self, rec: dict) -> None:
+        """Undo a failed attach. A DEL that fails here is most likely the same error ADD met (a
+        broken configuration that DEL meets again, forever): it is logged, and the record goes
+        with the rest — the attachment never existed for the client."""
         try:
-            await self._teardown(rec)
+            await self._teardown(rec, keep_on_error=False)
         except Exception as e:  # the original error matters more
             log.warning("network: undoing %s/%s: %s", rec["namespace"], rec["id"], e)
 
-    async def _teardown(self, rec: dict) -> None:
+    async def _teardown(self, rec: dict, keep_on_error: bool = True) -> None:
         rec["phase"] = "deleting"
         error = None
         if rec.get("conflist"):
@@ -302,12 +309,14 @@ class NetworkManager:
             await asyncio.to_thread(netns.remove, rec["netns"])
         if "joined" not in rec:
             shutil.rmtree(rec["files"], ignore_errors=True)
-        if error is not None:
+        if error is not None and keep_on_error:
             self._save(rec)
             raise error
         self._drop(rec)
         if "joined" not in rec:
             self._refresh_peers(rec)
+        if error is not None:
+            raise error
 
     async def check(self, ns: str, cid: str) -> None:
         rec = self.records.get((ns, cid))
@@ -372,7 +381,26 @@ class NetworkManager:
                 raise FailedPrecondition(f"network {name} has active endpoints: "
                                          f"{', '.join(users)}")
             self.configs.remove(name)
+            await self.rules.remove(conf)
             await asyncio.to_thread(remove_bridges, conf)
+
+
+def _preload() -> None:
+    """Import pyroute2 (~0.3 s) in the background at start, not in the first container's
+    create."""
+    import pyroute2  # noqa: F401
+
+
+def _chain(conflist: dict, ports: list) -> dict:
+    """The conflist of one attachment: the supervisor's own networks leave out the plugins they
+    mark optional when the container asks nothing of their capabilities (portmap without
+    published ports: its DEL would otherwise run iptables for nothing). The record keeps this
+    very list, so DEL runs the same chain ADD did."""
+    optional = (conflist.get("io.pyrunc") or {}).get("optional") or []
+    if ports or not optional:
+        return conflist
+    return dict(conflist, plugins=[p for p in conflist["plugins"]
+                                   if p.get("type") not in optional])
 
 
 def _gateway(result) -> str:
