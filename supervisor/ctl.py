@@ -41,59 +41,16 @@ import time
 
 from supervisor import ctlmeta as meta
 from supervisor import spec as specmod
+from supervisor.ctlbase import (  # noqa: F401 (re-exported for command modules)
+    EXIT_CANNOT_INVOKE, EXIT_ERROR, EXIT_FAILED, EXIT_NOT_FOUND, CtlError, exec_failure_code,
+    grpc, no_such_container, start_failure_code, status_name)
 
-
-class _LazyModule:
-    """A module imported on first attribute access (grpc costs ~150 ms to import)."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
-
-
-grpc = _LazyModule("grpc")
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
 DEFAULT_LOG_DIR = "/var/lib/pyrunc/logs"
 LOG_LABEL = meta.LOG
-EXIT_ERROR = 125          # docker: the client or daemon failed (run/create), or a bad flag
-EXIT_CANNOT_INVOKE = 126  # the command exists but cannot be executed
-EXIT_NOT_FOUND = 127      # the command does not exist
-EXIT_FAILED = 1           # other commands: the daemon refused
-
-
-class CtlError(Exception):
-    """One error line for the user; ``code`` overrides the command's own error exit code."""
-
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
-        self.code = code
-
-
-def no_such_container(ref: str) -> CtlError:
-    return CtlError(f"Error response from daemon: No such container: {ref}")
-
-
-def start_failure_code(message: str) -> int:
-    """Docker's reading of a failed start: 127 not found, 126 cannot execute, else 125."""
-    if "executable file not found" in message or "no such file or directory" in message:
-        return EXIT_NOT_FOUND
-    if "permission denied" in message or "is a directory" in message:
-        return EXIT_CANNOT_INVOKE
-    return EXIT_ERROR
-
-
-def _exec_failure_code(message: str) -> int:
-    """docker exec: a process that could not be started is 126 unless it was not found (127)."""
-    code = start_failure_code(message)
-    return EXIT_CANNOT_INVOKE if code == EXIT_ERROR else code
-
-
-def _status_name(code) -> str:
-    return {1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "paused"}.get(code,
-                                                                                     "unknown")
+_exec_failure_code = exec_failure_code
+_status_name = status_name
 
 
 class Ctl:
@@ -105,7 +62,7 @@ class Ctl:
         self.client = Client(args.address, args.namespace)
         self.cpb, self.tpb = containers_pb2, tasks_pb2
 
-    # -- lookups --------------------------------------------------------------------------------
+    # -- lookups ----------------------------------------------------------------------------------
     def container(self, ref: str):
         """Resolve a reference as Docker does: full ID, exact name, then unique ID prefix."""
         if len(ref) == 64 and meta.is_hex_prefix(ref):
@@ -165,7 +122,7 @@ class Ctl:
                 failed = 1
         return failed
 
-    # -- names ----------------------------------------------------------------------------------
+    # -- names ------------------------------------------------------------------------------------
     def check_name_free(self, name: str, cid: str = "") -> None:
         for c in self._list(meta.name_filter(name)):
             if c.id != cid:
@@ -342,7 +299,7 @@ class Ctl:
         old = {s: signal.signal(s, forward) for s in sigs}
         return lambda: [signal.signal(s, h) for s, h in old.items()]
 
-    # -- exec ----------------------------------------------------------------------------------------
+    # -- exec -------------------------------------------------------------------------------------
     def cmd_exec(self, a) -> int:
         import secrets
 
@@ -384,7 +341,7 @@ class Ctl:
             fifos.close()
         return code
 
-    # -- listing and inspection ----------------------------------------------------------------------
+    # -- listing and inspection -------------------------------------------------------------------
     def cmd_ps(self, a) -> int:
         from supervisor import ctlview
         from supervisor.ctlfilter import FilterError, PsFilter
@@ -455,7 +412,7 @@ class Ctl:
             pass
         return 0
 
-    # -- signals and removal ------------------------------------------------------------------------
+    # -- signals and removal ----------------------------------------------------------------------
     def _require_running(self, ref: str, what: str):
         c = self.container(ref)
         task = self.task(c.id)
@@ -788,6 +745,7 @@ COMMANDS: dict[str, tuple] = {
     "rename": ("rename a container", _setup_rename, "supervisor.ctlcmds:rename"),
     "top": ("display the running processes of a container", _setup_top,
             "supervisor.ctlcmds:top"),
+    "cp": ("copy files between a container and the host", _setup_cp, "supervisor.ctlcp:cp"),
     "events": ("print events", _setup_events, "cmd_events"),
     "stats": ("resource usage statistics", _setup_stats, "cmd_stats"),
 }

@@ -11,7 +11,7 @@ import sys
 import time
 
 from supervisor import ctlmeta as meta
-from supervisor.ctl import CtlError, _status_name, grpc
+from supervisor.ctlbase import CtlError, grpc, status_name as _status_name
 from supervisor.ctlview import tabwrite
 
 
