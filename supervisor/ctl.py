@@ -40,6 +40,7 @@ import threading
 import time
 
 from supervisor import ctlmeta as meta
+from supervisor import restartpolicy
 from supervisor import spec as specmod
 from supervisor.ctlbase import (  # noqa: F401 (re-exported for command modules)
     EXIT_CANNOT_INVOKE, EXIT_ERROR, EXIT_FAILED, EXIT_NOT_FOUND, CtlError, exec_failure_code,
@@ -140,6 +141,21 @@ class Ctl:
                 self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
                 self.check_name_free(name)
 
+    def set_wanted(self, c, running: bool) -> None:
+        """Tell the supervisor's restart monitor whether the user wants this container up: set
+        before a stop, kill or rm (so the exit is not restarted), and at start/restart."""
+        if restartpolicy.POLICY not in c.labels:
+            return
+        from google.protobuf import field_mask_pb2
+        c.labels[restartpolicy.STATUS] = "running" if running else "stopped"
+        paths = [f"labels.{restartpolicy.STATUS}"]
+        if running:
+            c.labels[restartpolicy.COUNT] = "0"
+            paths.append(f"labels.{restartpolicy.COUNT}")
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        self.client.containers.Update(self.cpb.UpdateContainerRequest(container=c,
+                                                                      update_mask=mask))
+
     # -- run / create -----------------------------------------------------------------------------
     def cmd_run(self, a) -> int:
         c = self.create(a)
@@ -160,6 +176,8 @@ class Ctl:
         return 0
 
     def create(self, a):
+        if a.rm and a.restart["Name"] != "no":
+            raise CtlError("Conflicting options: --restart and --rm")
         cid = meta.new_id()
         try:
             name = meta.check_name(a.name) if a.name else meta.random_name()
@@ -171,6 +189,12 @@ class Ctl:
         labels = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
         labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
+        if a.restart["Name"] != "no":  # kept by the supervisor (supervisor/core/restart.py)
+            policy = a.restart["Name"]
+            if policy == "on-failure" and a.restart["MaximumRetryCount"]:
+                policy += f":{a.restart['MaximumRetryCount']}"
+            labels.update({restartpolicy.POLICY: policy, restartpolicy.STATUS: "running",
+                           restartpolicy.LOGURI: "file://" + log})
         c = self.client.create_container(cid, spec, labels, runtime_binary=a.runtime or "")
         self.claim_name(name, cid)
         return c
@@ -425,13 +449,18 @@ class Ctl:
 
         def kill(ref):
             c, _ = self._require_running(ref, f"Cannot kill container: {ref}: ")
+            self.set_wanted(c, False)
             self.client.tasks.Kill(self.tpb.KillRequest(container_id=c.id, signal=sig))
         return self.each(a.containers, kill)
 
     def cmd_stop(self, a) -> int:
         sig = _signal(a.signal)
-        return self.each(a.containers,
-                         lambda ref: self.stop(self.container(ref).id, a.time, sig))
+
+        def stop(ref):
+            c = self.container(ref)
+            self.set_wanted(c, False)
+            self.stop(c.id, a.time, sig)
+        return self.each(a.containers, stop)
 
     def stop(self, cid: str, grace: float, sig: int = signal.SIGTERM) -> None:
         """SIGTERM (or `sig`), up to `grace` seconds to exit, then SIGKILL (to every process)."""
@@ -460,8 +489,12 @@ class Ctl:
                 raise
 
     def cmd_rm(self, a) -> int:
-        return self.each(a.containers, lambda ref: self._remove(self.container(ref).id,
-                                                                 a.force))
+        def rm(ref):
+            c = self.container(ref)
+            if a.force:
+                self.set_wanted(c, False)
+            self._remove(c.id, a.force)
+        return self.each(a.containers, rm)
 
     def _remove(self, cid: str, force: bool) -> None:
         task = self.task(cid)

@@ -28,6 +28,7 @@ def start(ctl, a) -> int:
             return  # docker: starting a running container is a no-op
         if task is not None:
             ctl.client.tasks.Delete(ctl.tpb.DeleteTaskRequest(container_id=c.id))
+        ctl.set_wanted(c, True)
         ctl.start_logged(c)
     return ctl.each(a.containers, one)
 
@@ -52,9 +53,11 @@ def _start_attached(ctl, c, interactive: bool) -> int:
 def restart(ctl, a) -> int:
     def one(ref):
         c = ctl.container(ref)
+        ctl.set_wanted(c, False)
         ctl.stop(c.id, a.time)
         if ctl.task(c.id) is not None:
             ctl.client.tasks.Delete(ctl.tpb.DeleteTaskRequest(container_id=c.id))
+        ctl.set_wanted(c, True)
         ctl.start_logged(c)
     return ctl.each(a.containers, one)
 

@@ -16,6 +16,8 @@ import json
 import os
 import re
 
+from supervisor import restartpolicy
+
 PREFIX = "io.pyrunc.ctl/"
 NAME = PREFIX + "name"
 IMAGE = PREFIX + "image"
@@ -69,7 +71,9 @@ def config_of(labels) -> dict:
 
 
 def user_labels(labels) -> dict:
-    return {k: v for k, v in labels.items() if not k.startswith(PREFIX)}
+    """The user's own labels (-l), without the ones pyrunc-ctl and restart policies keep."""
+    return {k: v for k, v in labels.items()
+            if not k.startswith(("io.pyrunc", "containerd.io/restart."))}
 
 
 def _proc_start_time(pid: int) -> float | None:
@@ -130,7 +134,8 @@ def record(container, task) -> Record:
     if status == "exited":
         rec.exit_code = task.exit_status
         rec.finished = task.exited_at.seconds + task.exited_at.nanos / 1e9
-        rec.started = float(labels.get(PREFIX + "started") or 0) or None
+        if restartpolicy.wants_restart(labels, task.exit_status):
+            rec.status = "restarting"  # the supervisor brings it back after its back-off
     elif status in ("running", "paused"):
         rec.started = _proc_start_time(task.pid)
     return rec

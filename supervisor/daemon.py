@@ -93,6 +93,7 @@ class Daemon:
             tasks=TaskManager(config.state, config.runtime, config.runtime_root, events))
         self.server = None
         self.collector = None
+        self.restarts = None
 
     async def start(self) -> None:
         import grpc
@@ -103,6 +104,10 @@ class Daemon:
         prctl.set_child_subreaper(True)
         REAPER.install(asyncio.get_running_loop())
         await self.services.get("tasks").open()
+        from supervisor.core.restart import RestartMonitor
+        self.restarts = RestartMonitor(self.services.get("store"), self.services.get("tasks"),
+                                       self.services.get("events"))
+        self.restarts.start()  # restart policies (after recovery: it knows the tasks)
         self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
         self.server = grpc.aio.server()
         api.register(self.server, self.services)
@@ -127,6 +132,8 @@ class Daemon:
             await self.server.stop(grace=1)
         if self.collector is not None:
             self.collector.cancel()
+        if self.restarts is not None:
+            await self.restarts.stop()
         await self.services.get("tasks").close()
         self.services.get("store").close()
         try:
