@@ -48,7 +48,6 @@ from supervisor.ctlbase import (  # noqa: F401 (re-exported for command modules)
 
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
-DEFAULT_LOG_DIR = "/var/lib/pyrunc/logs"
 LOG_LABEL = meta.LOG
 _exec_failure_code = exec_failure_code
 _status_name = status_name
@@ -141,6 +140,20 @@ class Ctl:
                 self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
                 self.check_name_free(name)
 
+    def files_root(self, *parts: str) -> str:
+        """A directory for the client's files (logs, volumes) under the supervisor's --root,
+        found through its API (the metadata plugin's "root" export)."""
+        from supervisor.gen.containerd.services.introspection.v1 import introspection_pb2
+        if not hasattr(self, "_files_root"):
+            reply = self.client.introspection.Plugins(introspection_pb2.PluginsRequest(
+                filters=['type=="io.containerd.metadata.v1"']))
+            roots = [p.exports["root"] for p in reply.plugins if "root" in p.exports]
+            if not roots:
+                raise CtlError("Error response from daemon: the supervisor does not say where "
+                               "its root is")
+            self._files_root = os.path.join(roots[0], "ctl")
+        return os.path.join(self._files_root, *parts)
+
     def set_wanted(self, c, running: bool) -> None:
         """Tell the supervisor's restart monitor whether the user wants this container up: set
         before a stop, kill or rm (so the exit is not restarted), and at start/restart."""
@@ -185,10 +198,13 @@ class Ctl:
             raise CtlError(f"Error response from daemon: {e}") from None
         self.check_name_free(name)
         spec, cfg, shown = self._build_spec(a, cid)
-        log = os.path.join(os.path.abspath(a.log_dir), self.args.namespace, cid + ".log")
+        log_dir = os.path.abspath(a.log_dir) if a.log_dir else self.files_root("logs")
+        log = os.path.join(log_dir, self.args.namespace, cid + ".log")
         labels = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
         labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
+        if self._volume_names:
+            labels["io.pyrunc.ctl/volumes"] = ",".join(self._volume_names)
         if a.restart["Name"] != "no":  # kept by the supervisor (supervisor/core/restart.py)
             policy = a.restart["Name"]
             if policy == "on-failure" and a.restart["MaximumRetryCount"]:
@@ -212,8 +228,10 @@ class Ctl:
             image_args = (spec.get("process") or {}).get("args") or []
             args, shown = ctlopts.command_line(a, image_args)
             env = ctlopts.read_env_files(a.env_file) + list(a.env)
+            from supervisor.ctlvolumes import resolve_volume_flags
+            volumes, self._volume_names = resolve_volume_flags(self, a.volume)
             specmod.apply_options(spec, args=args, env=env, user=a.user, cwd=a.workdir,
-                                  volumes=a.volume, terminal=a.tty,
+                                  volumes=volumes, terminal=a.tty,
                                   cgroups_path=f"/{self.args.namespace}/{cid}")
             cfg = ctlopts.apply_docker_options(spec, a, cid[:12])
             cfg["cmd"] = list(a.command) or None
@@ -654,7 +672,8 @@ def _setup_run(p, create: bool = False) -> None:
     p.add_argument("--log-opt", action="append", default=[], type=_typed(o.log_opt),
                    help="max-size=SIZE, max-file=N")
     p.add_argument("--runtime", default="", help="OCI runtime binary for this container")
-    p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
+    p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", ""),
+                   help="where logs go (default: under the supervisor's --root)")
     p.add_argument("image", metavar="ROOTFS|BUNDLE")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -755,6 +774,37 @@ def _setup_cp(p) -> None:
     p.add_argument("dst")
 
 
+def _setup_attach(p) -> None:
+    p.add_argument("--sig-proxy", type=lambda v: v.lower() in ("1", "true"), default=True,
+                   help="proxy received signals to the container (default true)")
+    p.add_argument("--no-stdin", action="store_true", help="(accepted: stdin is not attached)")
+    p.add_argument("container")
+
+
+def _setup_port(p) -> None:
+    p.add_argument("container")
+    p.add_argument("private", nargs="?", default="", help="PRIVATE_PORT[/PROTO]")
+
+
+def _setup_update(p) -> None:
+    from supervisor import ctlopts as o
+    p.add_argument("-m", "--memory", type=_typed(o.size), default=0, help="memory limit")
+    p.add_argument("--cpus", type=_typed(o.cpus), default=0.0, help="number of CPUs")
+    p.add_argument("--pids-limit", type=_typed(o.go_int), default=None, help="pids limit")
+    p.add_argument("--restart", type=_typed(o.restart_policy), default=None,
+                   help="no|always|on-failure[:N]|unless-stopped")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_none(p) -> None:
+    pass
+
+
+def _lazy_setup(module: str):
+    """A parser set-up that lives in the command's own module."""
+    return lambda p: importlib.import_module(module).setup(p)
+
+
 # name -> (help, parser set-up, handler). A handler is a Ctl method name or "module:function"
 # (function(ctl, args) -> exit code), imported only when its command runs. Other modules add
 # commands by listing themselves in EXTENSIONS: each has add_commands(table) that adds entries.
@@ -779,6 +829,16 @@ COMMANDS: dict[str, tuple] = {
     "top": ("display the running processes of a container", _setup_top,
             "supervisor.ctlcmds:top"),
     "cp": ("copy files between a container and the host", _setup_cp, "supervisor.ctlcp:cp"),
+    "attach": ("attach to a running container's output", _setup_attach,
+               "supervisor.ctlcmds:attach"),
+    "port": ("list a container's port mappings", _setup_port, "supervisor.ctlcmds:port"),
+    "update": ("update the resources or restart policy of containers", _setup_update,
+               "supervisor.ctlcmds:update"),
+    "version": ("show the client and supervisor versions", _setup_none,
+                "supervisor.ctlcmds:version"),
+    "info": ("display system-wide information", _setup_none, "supervisor.ctlcmds:info"),
+    "volume": ("manage volumes: create, ls, inspect, rm", _lazy_setup("supervisor.ctlvolumes"),
+               "supervisor.ctlvolumes:volume"),
     "events": ("print events", _setup_events, "cmd_events"),
     "stats": ("resource usage statistics", _setup_stats, "cmd_stats"),
 }

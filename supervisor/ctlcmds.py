@@ -6,6 +6,7 @@ supervisor and shows those rows of the host's ``ps`` (as dockerd does).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -117,4 +118,152 @@ def top(ctl, a) -> int:
         except (ValueError, IndexError):
             continue
     sys.stdout.write(tabwrite(rows, minwidth=0, padding=1))
+    return 0
+
+
+def attach(ctl, a) -> int:
+    """Follow a running container's output from now until it exits; its exit code is ours.
+    SIGINT/SIGTERM/SIGHUP are passed to the container (docker's --sig-proxy)."""
+    import threading
+
+    from supervisor.ctllogs import follow
+    c, task = ctl._require_running(a.container, "")
+    log = c.labels.get(meta.LOG, "")
+    if _status_name(task.status) == "paused":
+        raise CtlError("Error response from daemon: You cannot attach to a paused container, "
+                       "unpause it first")
+    done = threading.Event()
+    reader = threading.Thread(target=follow, kwargs=dict(
+        path=log, tail="0", keep_going=True, running=lambda: not done.is_set()), daemon=True)
+    reader.start()
+    undo = ctl._forward_signals(c.id, "") if a.sig_proxy else None
+    try:
+        code = ctl.client.wait(c.id)
+    finally:
+        if undo:
+            undo()
+    done.set()
+    reader.join(30)
+    return code
+
+
+def port(ctl, a) -> int:
+    """Published ports, from the ``io.pyrunc.ctl/ports`` label (a JSON list of
+    {"container_port", "proto", "host_ip", "host_port"}) that ``run -p`` records."""
+    import json
+    c = ctl.container(a.container)
+    ports = json.loads(c.labels.get(meta.PREFIX + "ports") or "[]")
+    want = a.private
+    if want and "/" not in want:
+        want += "/tcp"
+    lines = []
+    for p in ports:
+        key = f"{p['container_port']}/{p.get('proto', 'tcp')}"
+        host = f"{p.get('host_ip') or '0.0.0.0'}:{p['host_port']}"
+        if want:
+            if key == want:
+                lines.append(host)
+        else:
+            lines.append(f"{key} -> {host}")
+    if want and not lines:
+        raise CtlError(f"Error: No public port '{want}' published for {a.container}")
+    sys.stdout.write("".join(ln + "\n" for ln in lines))
+    return 0
+
+
+def update(ctl, a) -> int:
+    """Change a container's resources (live, and in its spec for later starts) and restart
+    policy."""
+    import json
+
+    from google.protobuf import field_mask_pb2
+
+    from supervisor import restartpolicy
+    from supervisor.client import RESOURCES_URL, SPEC_URL, json_any
+    res = {}
+    if a.memory:
+        res["memory"] = {"limit": a.memory}
+    if a.cpus:
+        res["cpu"] = {"quota": int(a.cpus * 100000), "period": 100000}
+    if a.pids_limit is not None:
+        res["pids"] = {"limit": a.pids_limit}
+    if not res and a.restart is None:
+        raise CtlError("You must provide one or more flags when using this command.")
+
+    def one(ref):
+        c = ctl.container(ref)
+        spec = json.loads(c.spec.value)
+        cur = spec.setdefault("linux", {}).setdefault("resources", {})
+        for key, value in res.items():
+            cur.setdefault(key, {}).update(value)
+        paths = []
+        if res:
+            c.spec.CopyFrom(json_any(SPEC_URL, spec))
+            paths.append("spec")
+            task = ctl.task(c.id)
+            if task is not None and _status_name(task.status) in ("running", "paused"):
+                ctl.client.tasks.Update(ctl.tpb.UpdateTaskRequest(
+                    container_id=c.id, resources=json_any(RESOURCES_URL, res)))
+        if a.restart is not None:
+            name = a.restart["Name"]
+            if name == "on-failure" and a.restart["MaximumRetryCount"]:
+                name += f":{a.restart['MaximumRetryCount']}"
+            cfg = meta.config_of(c.labels)
+            cfg["restart"] = a.restart
+            c.labels[meta.CONFIG] = json.dumps(cfg, separators=(",", ":"))
+            paths.append(f"labels.{meta.CONFIG}")
+            if name == "no":
+                c.labels.pop(restartpolicy.POLICY, None)
+            else:
+                c.labels[restartpolicy.POLICY] = name
+                c.labels.setdefault(restartpolicy.STATUS, "running")
+                c.labels.setdefault(restartpolicy.LOGURI, "file://" + c.labels.get(meta.LOG, ""))
+                paths += [f"labels.{restartpolicy.STATUS}", f"labels.{restartpolicy.LOGURI}"]
+            paths.append(f"labels.{restartpolicy.POLICY}")
+        ctl.client.containers.Update(ctl.cpb.UpdateContainerRequest(
+            container=c, update_mask=field_mask_pb2.FieldMask(paths=paths)))
+    return ctl.each(a.containers, one)
+
+
+def version(ctl, a) -> int:
+    from supervisor import __version__
+    from supervisor.gen.containerd.services.version.v1 import version_pb2  # noqa: F401
+    from google.protobuf import empty_pb2
+    server = ctl.client.version.Version(empty_pb2.Empty())
+    print(f"Client:\n Version:           {__version__}\n API:               containerd v1 "
+          f"(gRPC)\n Context:           {ctl.args.address}\n\nServer: pyrunc-supervisor\n "
+          f"Engine:\n  Version:          {server.version}\n  Revision:         "
+          f"{server.revision}")
+    return 0
+
+
+def info(ctl, a) -> int:
+    import platform
+    recs = ctl.records()
+    counts = {s: sum(1 for r in recs if r.status == s) for s in ("running", "paused")}
+    stopped = len(recs) - counts["running"] - counts["paused"]
+    from google.protobuf import empty_pb2
+
+    from supervisor.gen.containerd.services.introspection.v1 import introspection_pb2
+    server = ctl.client.version.Version(empty_pb2.Empty())
+    plugins = ctl.client.introspection.Plugins(introspection_pb2.PluginsRequest())
+    runtime = next((p.exports.get("runtime", "") for p in plugins.plugins
+                    if p.type == "io.containerd.runtime.v2"), "")
+    os_name = platform.system()
+    try:
+        with open("/etc/os-release") as f:
+            os_name = next((ln.split("=", 1)[1].strip().strip('"') for ln in f
+                            if ln.startswith("PRETTY_NAME=")), os_name)
+    except OSError:
+        pass
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) * 1024
+    from supervisor.ctlview import binary_size
+    print(f"Containers: {len(recs)}\n Running: {counts['running']}\n Paused: "
+          f"{counts['paused']}\n Stopped: {stopped}\nServer Version: {server.version}\n"
+          f"Runtimes: {runtime}\nDefault Runtime: {runtime}\n"
+          f"Kernel Version: {platform.release()}\nOperating System: {os_name}\n"
+          f"Architecture: {platform.machine()}\nCPUs: {os.cpu_count()}\n"
+          f"Total Memory: {binary_size(mem)}\nPyrunc Root Dir: {ctl.files_root()}\n"
+          f"Namespace: {ctl.args.namespace}")
     return 0

@@ -309,7 +309,12 @@ def inspect(rec: Record) -> dict:
     res = (spec.get("linux") or {}).get("resources") or {}
     mounts = []
     for m in spec.get("mounts", []):
-        if m.get("type") == "bind":
+        if m.get("type") == "bind" and re.search(r"/ctl/volumes/[^/]+/_data$", m["source"]):
+            mounts.append({"Type": "volume", "Name": m["source"].split("/")[-2],
+                           "Source": m["source"], "Destination": m["destination"],
+                           "Driver": "local", "Mode": "z", "RW": "ro" not in m.get("options", []),
+                           "Propagation": ""})
+        elif m.get("type") == "bind":
             mounts.append({"Type": "bind", "Source": m["source"], "Destination": m["destination"],
                            "Mode": "", "RW": "ro" not in m.get("options", []),
                            "Propagation": "rprivate"})

@@ -511,3 +511,86 @@ def test_cp_errors(sv, cp_box, tmp_path):
     (tmp_path / "file").write_text("x")
     res = sv.ctl("cp", f"{name}:{box.p('/tmp/d')}", str(tmp_path / "file"), check=False)
     assert res.returncode == 1 and "cannot copy a directory to a file" in res.stderr
+
+
+# -- volumes, update, attach, port, version, info ----------------------------------------------
+
+def test_named_volumes_and_files_under_the_supervisor_root(sv, sv_rootfs, cleanup):
+    vol = sv.id("vol")
+    nolog = {"PYRUNC_CTL_LOG_DIR": ""}  # the default: under the supervisor's --root
+    assert sv.ctl("volume", "create", vol).stdout == vol + "\n"
+    assert vol in sv.ctl("volume", "ls", "-q").stdout.split()
+    ls = sv.ctl("volume", "ls").stdout.splitlines()
+    assert ls[0] == "DRIVER    VOLUME NAME" and f"local     {vol}" in ls
+    sv.ctl("run", "--rm", "-v", f"{vol}:/data", sv_rootfs, "sh", "-c", "echo kept > /data/f")
+    name = sv.id("dk")
+    cleanup.append(name)
+    sv.ctl("run", "-d", "--name", name, "-v", f"{vol}:/data", sv_rootfs, "sh", "-c",
+           "cat /data/f; exec sleep 300", env=nolog)
+    wait_for(lambda: sv.ctl("logs", name).stdout == "kept\n", timeout=60, what="the volume")
+    info = json.loads(sv.ctl("volume", "inspect", vol).stdout)[0]
+    assert info["Mountpoint"] == os.path.join(sv.root, "ctl", "volumes", vol, "_data")
+    mounts = json.loads(sv.ctl("inspect", "-f", "{{json .Mounts}}", name).stdout)
+    assert mounts[0]["Type"] == "volume" and mounts[0]["Name"] == vol
+    log = sv.ctl("inspect", "-f", "{{.LogPath}}", name).stdout.strip()
+    assert log.startswith(os.path.join(sv.root, "ctl", "logs") + "/")
+    res = sv.ctl("volume", "rm", vol, check=False)
+    assert res.returncode == 1 and "volume is in use" in res.stderr
+    sv.ctl("rm", "-f", name)
+    assert not os.path.exists(log)
+    assert sv.ctl("volume", "rm", vol).stdout == vol + "\n"
+    res = sv.ctl("volume", "inspect", vol, check=False)
+    assert res.returncode == 1 and f"No such volume: {vol}" in res.stderr
+
+
+def test_update_changes_live_limits_and_the_policy(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    assert sv.ctl("update", "--memory", "40m", "--pids-limit", "21", "--restart",
+                  "unless-stopped", name).stdout == name + "\n"
+    assert int(cgroup_file(sv, cid, "memory", "memory.limit_in_bytes")) == 40 << 20
+    assert cgroup_file(sv, cid, "pids", "pids.max") == "21"
+    hc = json.loads(sv.ctl("inspect", "-f", "{{json .HostConfig}}", name).stdout)
+    assert (hc["Memory"], hc["PidsLimit"]) == (40 << 20, 21)
+    assert hc["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    res = sv.ctl("update", name, check=False)
+    assert res.returncode == 1 and "one or more flags" in res.stderr
+
+
+def test_attach_follows_output_and_returns_the_exit_code(sv, sv_rootfs, cleanup):
+    top = "/tmp/" + sv.id("at")
+    name, _ = detached(sv, sv_rootfs, "sh", "-c",
+                       f"mkdir -p {top}; while [ ! -e {top}/go ]; do echo tick; sleep 0.05; "
+                       "done; echo bye; exit 6")
+    cleanup.append(name)
+    env = dict(os.environ, PYRUNC_SUPERVISOR_ADDRESS=sv.sock, PYRUNC_NAMESPACE=sv.ns)
+    from sv_harness import PYTHON, ROOT
+    proc = subprocess.Popen([PYTHON, "-m", "supervisor.ctl", "attach", name], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "tick\n"  # following: now let it finish
+        sv.ctl("exec", name, "touch", f"{top}/go")
+        rest = proc.stdout.read()
+        assert proc.wait(60) == 6
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rest.endswith("bye\n") and set(rest.splitlines()[:-1]) <= {"tick"}
+    res = sv.ctl("attach", name, check=False)
+    assert res.returncode == 1 and "is not running" in res.stderr
+
+
+def test_port_version_info(sv, sv_rootfs, cleanup):
+    name, _ = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    assert sv.ctl("port", name).stdout == ""
+    res = sv.ctl("port", name, "80", check=False)
+    assert (res.returncode, res.stderr) == (1, f"Error: No public port '80/tcp' published for "
+                                               f"{name}\n")
+    out = sv.ctl("version").stdout
+    assert out.startswith("Client:\n Version:") and "Server: pyrunc-supervisor" in out
+    info = dict(ln.strip().split(": ", 1) for ln in sv.ctl("info").stdout.splitlines()
+                if ": " in ln)
+    assert int(info["Running"]) >= 1 and info["Namespace"] == sv.ns
+    assert info["Pyrunc Root Dir"] == os.path.join(sv.root, "ctl")
