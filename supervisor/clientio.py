@@ -101,7 +101,9 @@ class RawTerminal:
         import tty
         if sys.stdin.isatty():
             self.saved = termios.tcgetattr(sys.stdin.fileno())
-            tty.setraw(sys.stdin.fileno())
+            # TCSANOW, not setraw's default TCSAFLUSH: keys typed ahead (before the container
+            # was up) are kept and go to it, as with docker
+            tty.setraw(sys.stdin.fileno(), termios.TCSANOW)
         return self
 
     def __exit__(self, *exc):
