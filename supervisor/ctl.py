@@ -271,7 +271,7 @@ class Ctl:
         fifos = FifoSet(cid[:12], stdin=a.interactive, stderr=not a.tty)
         try:
             self._create_task(cid, fifos.stdin, fifos.stdout, fifos.stderr, a.tty)
-            code = self._attach(cid, "", fifos, a.tty)
+            code = self._attach(cid, "", fifos, a.tty, "" if a.rm else c.labels[LOG_LABEL])
             if a.rm:
                 self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=cid))
         finally:
@@ -280,10 +280,10 @@ class Ctl:
             self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
         return code
 
-    def _attach(self, cid: str, exec_id: str, fifos, tty: bool) -> int:
+    def _attach(self, cid: str, exec_id: str, fifos, tty: bool, tee: str = "") -> int:
         """Start the process with stdio attached; return its exit status."""
         from supervisor.clientio import RawTerminal
-        fifos.start_output()
+        fifos.start_output(tee)
         result = {}
         waiter = threading.Thread(target=self._wait_into, args=(cid, exec_id, result),
                                   daemon=True)
@@ -796,6 +796,12 @@ def _setup_update(p) -> None:
     p.add_argument("containers", nargs="+")
 
 
+def _setup_system(p) -> None:
+    p.add_argument("action", choices=("prune",))
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="prune volumes too")
+
+
 def _setup_none(p) -> None:
     pass
 
@@ -837,6 +843,7 @@ COMMANDS: dict[str, tuple] = {
     "version": ("show the client and supervisor versions", _setup_none,
                 "supervisor.ctlcmds:version"),
     "info": ("display system-wide information", _setup_none, "supervisor.ctlcmds:info"),
+    "system": ("system prune [-f] [--volumes]", _setup_system, "supervisor.ctlcmds:system"),
     "volume": ("manage volumes: create, ls, inspect, rm", _lazy_setup("supervisor.ctlvolumes"),
                "supervisor.ctlvolumes:volume"),
     "events": ("print events", _setup_events, "cmd_events"),

@@ -46,7 +46,7 @@ def _start_attached(ctl, c, interactive: bool) -> int:
     fifos = FifoSet(c.id[:12], stdin=interactive, stderr=not tty)
     try:
         ctl._create_task(c.id, fifos.stdin, fifos.stdout, fifos.stderr, tty)
-        return ctl._attach(c.id, "", fifos, tty)
+        return ctl._attach(c.id, "", fifos, tty, c.labels.get(meta.LOG, ""))
     finally:
         fifos.close()
 
@@ -266,4 +266,40 @@ def info(ctl, a) -> int:
           f"Architecture: {platform.machine()}\nCPUs: {os.cpu_count()}\n"
           f"Total Memory: {binary_size(mem)}\nPyrunc Root Dir: {ctl.files_root()}\n"
           f"Namespace: {ctl.args.namespace}")
+    return 0
+
+
+def system(ctl, a) -> int:
+    """``system prune``: remove stopped containers (and, with --volumes, unused volumes)."""
+    if a.action != "prune":
+        raise CtlError(f"unknown system command {a.action!r}")
+    if not a.force:
+        what = "  - all stopped containers\n" + ("  - all volumes not used by at least one "
+                                               "container\n" if a.volumes else "")
+        sys.stdout.write(f"WARNING! This will remove:\n{what}\nAre you sure you want to "
+                         "continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    gone = []
+    for rec in ctl.records():
+        if rec.status in ("created", "exited"):
+            ctl._remove(rec.id, False)
+            gone.append(rec.id)
+    out = ""
+    if gone:
+        out += "Deleted Containers:\n" + "".join(i + "\n" for i in gone) + "\n"
+    if a.volumes:
+        from supervisor import ctlvolumes
+        root = ctl.files_root("volumes")
+        used = {n for c in ctl._list() for n in (c.labels.get(ctlvolumes.LABEL) or "").split(",")}
+        removed = []
+        for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            if name not in used:
+                import shutil
+                shutil.rmtree(os.path.join(root, name))
+                removed.append(name)
+        if removed:
+            out += "Deleted Volumes:\n" + "".join(n + "\n" for n in removed) + "\n"
+    sys.stdout.write(out + "Total reclaimed space: 0B\n")
     return 0

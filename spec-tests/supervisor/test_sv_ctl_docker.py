@@ -594,3 +594,26 @@ def test_port_version_info(sv, sv_rootfs, cleanup):
                 if ": " in ln)
     assert int(info["Running"]) >= 1 and info["Namespace"] == sv.ns
     assert info["Pyrunc Root Dir"] == os.path.join(sv.root, "ctl")
+
+
+def test_foreground_logs_and_system_prune(sv_own, sv_rootfs):
+    """A daemon of its own: prune removes every stopped container of the namespace."""
+    sv = sv_own
+    done, up = sv.id("pr"), sv.id("pr")
+    res = sv.ctl("run", "--name", done, sv_rootfs, "sh", "-c", "echo out; echo err >&2; exit 2",
+                 check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (2, "out\n", "err\n")
+    assert sorted(sv.ctl("logs", done).stdout.split()) == ["err", "out"]  # kept, as docker
+    created = sv.ctl("create", sv_rootfs, "true").stdout.strip()
+    vol = sv.id("vol")
+    sv.ctl("volume", "create", vol)
+    sv.ctl("run", "-d", "--name", up, sv_rootfs, "sleep", "300")
+    res = sv.ctl("system", "prune", input="n\n")  # asks first; "n" keeps everything
+    assert "Are you sure you want to continue? [y/N]" in res.stdout
+    assert done in sv.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    out = sv.ctl("system", "prune", "-f", "--volumes").stdout
+    ids = out.split("Deleted Containers:\n")[1].split("\n\n")[0].split()
+    assert created in ids and len(ids) == 2
+    assert f"Deleted Volumes:\n{vol}\n" in out and out.endswith("Total reclaimed space: 0B\n")
+    assert sv.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split() == [up]
+    sv.ctl("rm", "-f", up)
