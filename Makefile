@@ -19,7 +19,8 @@ setup: $(STAMP)/apt $(STAMP)/venv proto launcher
 # first call does not pay for compiling (this environment may set PYTHONDONTWRITEBYTECODE).
 launcher: $(STAMP)/venv
 	@$(PY) tools/launcher.py $(VENV) .
-	@$(PY) -m compileall -q pyrunc
+	@$(PY) tools/ctl_launcher.py $(VENV) .
+	@$(PY) -m compileall -q pyrunc supervisor
 
 $(STAMP)/apt: Makefile
 	@mkdir -p $(STAMP)

@@ -10,13 +10,10 @@ import json
 import grpc
 from google.protobuf import any_pb2
 
-from supervisor.gen.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
-from supervisor.gen.containerd.services.events.v1 import events_pb2, events_pb2_grpc
-from supervisor.gen.containerd.services.introspection.v1 import introspection_pb2_grpc
-from supervisor.gen.containerd.services.leases.v1 import leases_pb2_grpc
-from supervisor.gen.containerd.services.namespaces.v1 import namespace_pb2_grpc
-from supervisor.gen.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
-from supervisor.gen.containerd.services.version.v1 import version_pb2_grpc
+import importlib
+
+from supervisor.gen.containerd.services.containers.v1 import containers_pb2
+from supervisor.gen.containerd.services.tasks.v1 import tasks_pb2
 
 SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
@@ -43,19 +40,35 @@ class _Bound:
         return call
 
 
+_SERVICES = "supervisor.gen.containerd.services."
+# attribute -> (stub module, stub class, bound to the namespace?). Stubs are made on first use,
+# so a command imports the generated code of the services it calls only (start-up time).
+STUBS = {
+    "containers": ("containers.v1.containers_pb2_grpc", "ContainersStub", True),
+    "tasks": ("tasks.v1.tasks_pb2_grpc", "TasksStub", True),
+    "events": ("events.v1.events_pb2_grpc", "EventsStub", True),
+    "leases": ("leases.v1.leases_pb2_grpc", "LeasesStub", True),
+    "namespaces": ("namespaces.v1.namespace_pb2_grpc", "NamespacesStub", True),
+    "version": ("version.v1.version_pb2_grpc", "VersionStub", False),
+    "introspection": ("introspection.v1.introspection_pb2_grpc", "IntrospectionStub", False),
+}
+
+
 class Client:
     def __init__(self, address: str, namespace: str = "default"):
         self.address = address
         self.namespace = namespace
         self.channel = grpc.insecure_channel("unix://" + address)
-        md = [("containerd-namespace", namespace)]
-        self.containers = _Bound(containers_pb2_grpc.ContainersStub(self.channel), md)
-        self.tasks = _Bound(tasks_pb2_grpc.TasksStub(self.channel), md)
-        self.events = _Bound(events_pb2_grpc.EventsStub(self.channel), md)
-        self.leases = _Bound(leases_pb2_grpc.LeasesStub(self.channel), md)
-        self.namespaces = _Bound(namespace_pb2_grpc.NamespacesStub(self.channel), md)
-        self.version = version_pb2_grpc.VersionStub(self.channel)
-        self.introspection = introspection_pb2_grpc.IntrospectionStub(self.channel)
+        self._md = [("containerd-namespace", namespace)]
+
+    def __getattr__(self, name):
+        if name not in STUBS:
+            raise AttributeError(name)
+        module, cls, bound = STUBS[name]
+        stub = getattr(importlib.import_module(_SERVICES + module), cls)(self.channel)
+        value = _Bound(stub, self._md) if bound else stub
+        setattr(self, name, value)
+        return value
 
     def close(self) -> None:
         self.channel.close()
@@ -77,6 +90,7 @@ class Client:
         return json.loads(c.spec.value)
 
     def subscribe(self, *filters: str):
+        from supervisor.gen.containerd.services.events.v1 import events_pb2
         return self.events.Subscribe(events_pb2.SubscribeRequest(filters=list(filters)))
 
     def wait(self, cid: str, exec_id: str = "", timeout: float | None = None) -> int:

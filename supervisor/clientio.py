@@ -31,10 +31,17 @@ class FifoSet:
         os.mkfifo(path, 0o600)
         return path
 
-    def start_output(self) -> None:
+    def start_output(self, tee: str = "") -> None:
+        """Copy the output to our stdout/stderr, and (``tee``) append it to a log file too, so
+        a foreground container has logs like a detached one."""
         targets = [sys.stdout.buffer, sys.stderr.buffer]
+        log = None
+        if tee:
+            os.makedirs(os.path.dirname(tee), exist_ok=True)
+            log = open(tee, "ab", buffering=0)
+        lock = threading.Lock()
         for fd, out in zip(self.readers, targets):
-            t = threading.Thread(target=_copy_out, args=(fd, out), daemon=True)
+            t = threading.Thread(target=_copy_out, args=(fd, out, log, lock), daemon=True)
             t.start()
             self.threads.append(t)
 
@@ -52,7 +59,7 @@ class FifoSet:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _copy_out(fd: int, out) -> None:
+def _copy_out(fd: int, out, log=None, lock=None) -> None:
     """Copy until EOF (start after the task was created: the shim holds the writer by then)."""
     try:
         while True:
@@ -65,6 +72,9 @@ def _copy_out(fd: int, out) -> None:
                 return
             out.write(data)
             out.flush()
+            if log is not None:
+                with lock:
+                    log.write(data)
     except (OSError, ValueError):
         return
     finally:
@@ -101,7 +111,9 @@ class RawTerminal:
         import tty
         if sys.stdin.isatty():
             self.saved = termios.tcgetattr(sys.stdin.fileno())
-            tty.setraw(sys.stdin.fileno())
+            # TCSANOW, not setraw's default TCSAFLUSH: keys typed ahead (before the container
+            # was up) are kept and go to it, as with docker
+            tty.setraw(sys.stdin.fileno(), termios.TCSANOW)
         return self
 
     def __exit__(self, *exc):

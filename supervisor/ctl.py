@@ -40,60 +40,17 @@ import threading
 import time
 
 from supervisor import ctlmeta as meta
+from supervisor import restartpolicy
 from supervisor import spec as specmod
+from supervisor.ctlbase import (  # noqa: F401 (re-exported for command modules)
+    EXIT_CANNOT_INVOKE, EXIT_ERROR, EXIT_FAILED, EXIT_NOT_FOUND, CtlError, exec_failure_code,
+    grpc, no_such_container, start_failure_code, status_name)
 
-
-class _LazyModule:
-    """A module imported on first attribute access (grpc costs ~150 ms to import)."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
-
-
-grpc = _LazyModule("grpc")
 
 DEFAULT_ADDRESS = "/run/pyrunc/supervisor.sock"
-DEFAULT_LOG_DIR = "/var/lib/pyrunc/logs"
 LOG_LABEL = meta.LOG
-EXIT_ERROR = 125          # docker: the client or daemon failed (run/create), or a bad flag
-EXIT_CANNOT_INVOKE = 126  # the command exists but cannot be executed
-EXIT_NOT_FOUND = 127      # the command does not exist
-EXIT_FAILED = 1           # other commands: the daemon refused
-
-
-class CtlError(Exception):
-    """One error line for the user; ``code`` overrides the command's own error exit code."""
-
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
-        self.code = code
-
-
-def no_such_container(ref: str) -> CtlError:
-    return CtlError(f"Error response from daemon: No such container: {ref}")
-
-
-def start_failure_code(message: str) -> int:
-    """Docker's reading of a failed start: 127 not found, 126 cannot execute, else 125."""
-    if "executable file not found" in message or "no such file or directory" in message:
-        return EXIT_NOT_FOUND
-    if "permission denied" in message or "is a directory" in message:
-        return EXIT_CANNOT_INVOKE
-    return EXIT_ERROR
-
-
-def _exec_failure_code(message: str) -> int:
-    """docker exec: a process that could not be started is 126 unless it was not found (127)."""
-    code = start_failure_code(message)
-    return EXIT_CANNOT_INVOKE if code == EXIT_ERROR else code
-
-
-def _status_name(code) -> str:
-    return {1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "paused"}.get(code,
-                                                                                     "unknown")
+_exec_failure_code = exec_failure_code
+_status_name = status_name
 
 
 class Ctl:
@@ -105,7 +62,7 @@ class Ctl:
         self.client = Client(args.address, args.namespace)
         self.cpb, self.tpb = containers_pb2, tasks_pb2
 
-    # -- lookups --------------------------------------------------------------------------------
+    # -- lookups ----------------------------------------------------------------------------------
     def container(self, ref: str):
         """Resolve a reference as Docker does: full ID, exact name, then unique ID prefix."""
         if len(ref) == 64 and meta.is_hex_prefix(ref):
@@ -165,7 +122,7 @@ class Ctl:
                 failed = 1
         return failed
 
-    # -- names ----------------------------------------------------------------------------------
+    # -- names ------------------------------------------------------------------------------------
     def check_name_free(self, name: str, cid: str = "") -> None:
         for c in self._list(meta.name_filter(name)):
             if c.id != cid:
@@ -182,6 +139,35 @@ class Ctl:
             if first.id != cid:
                 self.client.containers.Delete(self.cpb.DeleteContainerRequest(id=cid))
                 self.check_name_free(name)
+
+    def files_root(self, *parts: str) -> str:
+        """A directory for the client's files (logs, volumes) under the supervisor's --root,
+        found through its API (the metadata plugin's "root" export)."""
+        from supervisor.gen.containerd.services.introspection.v1 import introspection_pb2
+        if not hasattr(self, "_files_root"):
+            reply = self.client.introspection.Plugins(introspection_pb2.PluginsRequest(
+                filters=['type=="io.containerd.metadata.v1"']))
+            roots = [p.exports["root"] for p in reply.plugins if "root" in p.exports]
+            if not roots:
+                raise CtlError("Error response from daemon: the supervisor does not say where "
+                               "its root is")
+            self._files_root = os.path.join(roots[0], "ctl")
+        return os.path.join(self._files_root, *parts)
+
+    def set_wanted(self, c, running: bool) -> None:
+        """Tell the supervisor's restart monitor whether the user wants this container up: set
+        before a stop, kill or rm (so the exit is not restarted), and at start/restart."""
+        if restartpolicy.POLICY not in c.labels:
+            return
+        from google.protobuf import field_mask_pb2
+        c.labels[restartpolicy.STATUS] = "running" if running else "stopped"
+        paths = [f"labels.{restartpolicy.STATUS}"]
+        if running:
+            c.labels[restartpolicy.COUNT] = "0"
+            paths.append(f"labels.{restartpolicy.COUNT}")
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        self.client.containers.Update(self.cpb.UpdateContainerRequest(container=c,
+                                                                      update_mask=mask))
 
     # -- run / create -----------------------------------------------------------------------------
     def cmd_run(self, a) -> int:
@@ -203,6 +189,8 @@ class Ctl:
         return 0
 
     def create(self, a):
+        if a.rm and a.restart["Name"] != "no":
+            raise CtlError("Conflicting options: --restart and --rm")
         cid = meta.new_id()
         try:
             name = meta.check_name(a.name) if a.name else meta.random_name()
@@ -210,12 +198,21 @@ class Ctl:
             raise CtlError(f"Error response from daemon: {e}") from None
         self.check_name_free(name)
         spec, cfg, shown = self._build_spec(a, cid)
-        log = os.path.join(os.path.abspath(a.log_dir), self.args.namespace, cid + ".log")
+        log_dir = os.path.abspath(a.log_dir) if a.log_dir else self.files_root("logs")
+        log = os.path.join(log_dir, self.args.namespace, cid + ".log")
         labels = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
         from supervisor import ctlnet
         labels.update(ctlnet.run_labels(a))
         labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
+        if self._volume_names:
+            labels["io.pyrunc.ctl/volumes"] = ",".join(self._volume_names)
+        if a.restart["Name"] != "no":  # kept by the supervisor (supervisor/core/restart.py)
+            policy = a.restart["Name"]
+            if policy == "on-failure" and a.restart["MaximumRetryCount"]:
+                policy += f":{a.restart['MaximumRetryCount']}"
+            labels.update({restartpolicy.POLICY: policy, restartpolicy.STATUS: "running",
+                           restartpolicy.LOGURI: "file://" + log})
         run = getattr(self, "_image_run", None)
         if run is not None:  # an image: a snapshot of its own, named after the container
             c = run.create_container(spec, labels, a.runtime or "")
@@ -240,8 +237,10 @@ class Ctl:
             image_args = (spec.get("process") or {}).get("args") or []
             args, shown = ctlopts.command_line(a, image_args)
             env = ctlopts.read_env_files(a.env_file) + list(a.env)
+            from supervisor.ctlvolumes import resolve_volume_flags
+            volumes, self._volume_names = resolve_volume_flags(self, a.volume)
             specmod.apply_options(spec, args=args, env=env, user=a.user, cwd=a.workdir,
-                                  volumes=a.volume, terminal=a.tty,
+                                  volumes=volumes, terminal=a.tty,
                                   cgroups_path=f"/{self.args.namespace}/{cid}")
             cfg = ctlopts.apply_docker_options(spec, a, cid[:12])
             cfg["cmd"] = list(a.command) or None
@@ -283,7 +282,7 @@ class Ctl:
         fifos = FifoSet(cid[:12], stdin=a.interactive, stderr=not a.tty)
         try:
             self._create_task(cid, fifos.stdin, fifos.stdout, fifos.stderr, a.tty)
-            code = self._attach(cid, "", fifos, a.tty)
+            code = self._attach(cid, "", fifos, a.tty, "" if a.rm else c.labels[LOG_LABEL])
             if a.rm:
                 self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=cid))
         finally:
@@ -294,10 +293,10 @@ class Ctl:
             ctl_images.remove_snapshot(self, c)
         return code
 
-    def _attach(self, cid: str, exec_id: str, fifos, tty: bool) -> int:
+    def _attach(self, cid: str, exec_id: str, fifos, tty: bool, tee: str = "") -> int:
         """Start the process with stdio attached; return its exit status."""
         from supervisor.clientio import RawTerminal
-        fifos.start_output()
+        fifos.start_output(tee)
         result = {}
         waiter = threading.Thread(target=self._wait_into, args=(cid, exec_id, result),
                                   daemon=True)
@@ -355,7 +354,7 @@ class Ctl:
         old = {s: signal.signal(s, forward) for s in sigs}
         return lambda: [signal.signal(s, h) for s, h in old.items()]
 
-    # -- exec ----------------------------------------------------------------------------------------
+    # -- exec -------------------------------------------------------------------------------------
     def cmd_exec(self, a) -> int:
         import secrets
 
@@ -397,7 +396,7 @@ class Ctl:
             fifos.close()
         return code
 
-    # -- listing and inspection ----------------------------------------------------------------------
+    # -- listing and inspection -------------------------------------------------------------------
     def cmd_ps(self, a) -> int:
         from supervisor import ctlview
         from supervisor.ctlfilter import FilterError, PsFilter
@@ -477,7 +476,7 @@ class Ctl:
             pass
         return 0
 
-    # -- signals and removal ------------------------------------------------------------------------
+    # -- signals and removal ----------------------------------------------------------------------
     def _require_running(self, ref: str, what: str):
         c = self.container(ref)
         task = self.task(c.id)
@@ -490,13 +489,18 @@ class Ctl:
 
         def kill(ref):
             c, _ = self._require_running(ref, f"Cannot kill container: {ref}: ")
+            self.set_wanted(c, False)
             self.client.tasks.Kill(self.tpb.KillRequest(container_id=c.id, signal=sig))
         return self.each(a.containers, kill)
 
     def cmd_stop(self, a) -> int:
         sig = _signal(a.signal)
-        return self.each(a.containers,
-                         lambda ref: self.stop(self.container(ref).id, a.time, sig))
+
+        def stop(ref):
+            c = self.container(ref)
+            self.set_wanted(c, False)
+            self.stop(c.id, a.time, sig)
+        return self.each(a.containers, stop)
 
     def stop(self, cid: str, grace: float, sig: int = signal.SIGTERM) -> None:
         """SIGTERM (or `sig`), up to `grace` seconds to exit, then SIGKILL (to every process)."""
@@ -525,8 +529,12 @@ class Ctl:
                 raise
 
     def cmd_rm(self, a) -> int:
-        return self.each(a.containers, lambda ref: self._remove(self.container(ref).id,
-                                                                 a.force))
+        def rm(ref):
+            c = self.container(ref)
+            if a.force:
+                self.set_wanted(c, False)
+            self._remove(c.id, a.force)
+        return self.each(a.containers, rm)
 
     def _remove(self, cid: str, force: bool) -> None:
         task = self.task(cid)
@@ -688,7 +696,8 @@ def _setup_run(p, create: bool = False) -> None:
     p.add_argument("--log-opt", action="append", default=[], type=_typed(o.log_opt),
                    help="max-size=SIZE, max-file=N")
     p.add_argument("--runtime", default="", help="OCI runtime binary for this container")
-    p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", DEFAULT_LOG_DIR))
+    p.add_argument("--log-dir", default=os.environ.get("PYRUNC_CTL_LOG_DIR", ""),
+                   help="where logs go (default: under the supervisor's --root)")
     from supervisor import ctlnet
     ctlnet.add_run_options(p)
     from supervisor import ctl_images
@@ -793,6 +802,43 @@ def _setup_cp(p) -> None:
     p.add_argument("dst")
 
 
+def _setup_attach(p) -> None:
+    p.add_argument("--sig-proxy", type=lambda v: v.lower() in ("1", "true"), default=True,
+                   help="proxy received signals to the container (default true)")
+    p.add_argument("--no-stdin", action="store_true", help="(accepted: stdin is not attached)")
+    p.add_argument("container")
+
+
+def _setup_port(p) -> None:
+    p.add_argument("container")
+    p.add_argument("private", nargs="?", default="", help="PRIVATE_PORT[/PROTO]")
+
+
+def _setup_update(p) -> None:
+    from supervisor import ctlopts as o
+    p.add_argument("-m", "--memory", type=_typed(o.size), default=0, help="memory limit")
+    p.add_argument("--cpus", type=_typed(o.cpus), default=0.0, help="number of CPUs")
+    p.add_argument("--pids-limit", type=_typed(o.go_int), default=None, help="pids limit")
+    p.add_argument("--restart", type=_typed(o.restart_policy), default=None,
+                   help="no|always|on-failure[:N]|unless-stopped")
+    p.add_argument("containers", nargs="+")
+
+
+def _setup_system(p) -> None:
+    p.add_argument("action", choices=("prune",))
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="prune volumes too")
+
+
+def _setup_none(p) -> None:
+    pass
+
+
+def _lazy_setup(module: str):
+    """A parser set-up that lives in the command's own module."""
+    return lambda p: importlib.import_module(module).setup(p)
+
+
 # name -> (help, parser set-up, handler). A handler is a Ctl method name or "module:function"
 # (function(ctl, args) -> exit code), imported only when its command runs. Other modules add
 # commands by listing themselves in EXTENSIONS: each has add_commands(table) that adds entries.
@@ -816,6 +862,18 @@ COMMANDS: dict[str, tuple] = {
     "rename": ("rename a container", _setup_rename, "supervisor.ctlcmds:rename"),
     "top": ("display the running processes of a container", _setup_top,
             "supervisor.ctlcmds:top"),
+    "cp": ("copy files between a container and the host", _setup_cp, "supervisor.ctlcp:cp"),
+    "attach": ("attach to a running container's output", _setup_attach,
+               "supervisor.ctlcmds:attach"),
+    "port": ("list a container's port mappings", _setup_port, "supervisor.ctlcmds:port"),
+    "update": ("update the resources or restart policy of containers", _setup_update,
+               "supervisor.ctlcmds:update"),
+    "version": ("show the client and supervisor versions", _setup_none,
+                "supervisor.ctlcmds:version"),
+    "info": ("display system-wide information", _setup_none, "supervisor.ctlcmds:info"),
+    "system": ("system prune [-f] [--volumes]", _setup_system, "supervisor.ctlcmds:system"),
+    "volume": ("manage volumes: create, ls, inspect, rm", _lazy_setup("supervisor.ctlvolumes"),
+               "supervisor.ctlvolumes:volume"),
     "events": ("print events", _setup_events, "cmd_events"),
     "stats": ("resource usage statistics", _setup_stats, "cmd_stats"),
 }

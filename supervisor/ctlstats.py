@@ -69,7 +69,7 @@ def _row(rec, prev, cur, host_delta: int, host_mem: int) -> dict:
 
 
 def stats(ctl, a) -> int:
-    from supervisor.ctl import CtlError
+    from supervisor.ctlbase import CtlError
     if a.containers:
         recs = [ctl.record(r) for r in a.containers]
     else:

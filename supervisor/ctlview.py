@@ -93,6 +93,8 @@ def status_text(rec: Record, now: float | None = None) -> str:
         return text + " (Paused)" if rec.status == "paused" else text
     if rec.status == "exited":
         return f"Exited ({rec.exit_code}) {human_duration(now - (rec.finished or now))} ago"
+    if rec.status == "restarting":
+        return f"Restarting ({rec.exit_code}) {human_duration(now - (rec.finished or now))} ago"
     return "Created"
 
 
@@ -307,7 +309,12 @@ def inspect(rec: Record) -> dict:
     res = (spec.get("linux") or {}).get("resources") or {}
     mounts = []
     for m in spec.get("mounts", []):
-        if m.get("type") == "bind":
+        if m.get("type") == "bind" and re.search(r"/ctl/volumes/[^/]+/_data$", m["source"]):
+            mounts.append({"Type": "volume", "Name": m["source"].split("/")[-2],
+                           "Source": m["source"], "Destination": m["destination"],
+                           "Driver": "local", "Mode": "z", "RW": "ro" not in m.get("options", []),
+                           "Propagation": ""})
+        elif m.get("type") == "bind":
             mounts.append({"Type": "bind", "Source": m["source"], "Destination": m["destination"],
                            "Mode": "", "RW": "ro" not in m.get("options", []),
                            "Propagation": "rprivate"})
@@ -323,14 +330,14 @@ def inspect(rec: Record) -> dict:
         "Args": args[1:],
         "State": {
             "Status": rec.status, "Running": rec.running, "Paused": rec.status == "paused",
-            "Restarting": False, "OOMKilled": False, "Dead": False,
+            "Restarting": rec.status == "restarting", "OOMKilled": False, "Dead": False,
             "Pid": rec.pid if rec.running else 0, "ExitCode": rec.exit_code, "Error": "",
             "StartedAt": rfc3339(rec.started), "FinishedAt": rfc3339(rec.finished),
         },
         "Image": rec.image,
         "LogPath": rec.labels.get("io.pyrunc.ctl/log", ""),
         "Name": "/" + rec.name,
-        "RestartCount": int(cfg.get("restart_count", 0)),
+        "RestartCount": int(rec.labels.get("io.pyrunc/restart.count") or 0),
         "Driver": "",
         "Platform": "linux",
         "HostConfig": {

@@ -100,6 +100,7 @@ class Daemon:
         self._add_networks()
         self.server = None
         self.collector = None
+        self.restarts = None
         self.operations = None
 
     def _add_image_services(self, store, leases) -> None:
@@ -141,6 +142,10 @@ class Daemon:
         prctl.set_child_subreaper(True)
         REAPER.install(asyncio.get_running_loop())
         await self.services.get("tasks").open()
+        from supervisor.core.restart import RestartMonitor
+        self.restarts = RestartMonitor(self.services.get("store"), self.services.get("tasks"),
+                                       self.services.get("events"))
+        self.restarts.start()  # restart policies (after recovery: it knows the tasks)
         self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
         self.gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
         self.operations = Operations(self.services.get("settings"), self.services)
@@ -187,6 +192,8 @@ class Daemon:
             self.collector.cancel()
         if getattr(self, "gc_task", None) is not None:
             self.gc_task.cancel()
+        if self.restarts is not None:
+            await self.restarts.stop()
         await self.services.get("tasks").close()
         self.services.get("store").close()
         try:

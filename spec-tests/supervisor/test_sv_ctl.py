@@ -188,7 +188,7 @@ def test_clear_errors(sv, sv_rootfs):
     assert res.returncode == 1 and "No such container" in res.stderr
     res = sv.ctl("run", "/nonexistent/dir", "/bin/true", check=False)
     assert res.returncode == 125 and "neither a rootfs directory nor a bundle" in res.stderr
-    res = sv.ctl("run", "-v", "relative:/x", sv_rootfs, "/bin/true", check=False)
+    res = sv.ctl("run", "-v", "./relative:/x", sv_rootfs, "/bin/true", check=False)
     assert res.returncode == 125 and "volume" in res.stderr
     res = sv.ctl("run", "-u", "nobody", sv_rootfs, "/bin/true", check=False)
     assert res.returncode == 125 and "user" in res.stderr

@@ -154,7 +154,7 @@ def test_bad_values_leave_nothing_behind(sv, sv_rootfs):
     assert name_set(sv) == before
 
 
-# -- ps --------------------------------------------------------------------------------------------
+# -- ps ----------------------------------------------------------------------------------
 
 def test_ps_layout_quiet_all_and_no_trunc(sv, sv_rootfs, cleanup):
     name, cid = detached(sv, sv_rootfs, "sleep", "300")
@@ -209,7 +209,7 @@ def test_ps_format_and_filters(sv, sv_rootfs, cleanup):
     assert res.returncode == 1 and "can't evaluate field NoSuchField" in res.stderr
 
 
-# -- inspect -----------------------------------------------------------------------------------------
+# -- inspect ----------------------------------------------------------------------------------
 
 def test_inspect_fields_where_docker_puts_them(sv, sv_rootfs, cleanup):
     host_dir = os.path.join(sv.base, sv.id("bind"))
@@ -306,7 +306,7 @@ def test_init_reaps_as_pid_1(sv, sv_rootfs):
     assert out.stdout.startswith("/sbin/docker-init -- sh -c")
 
 
-# -- lifecycle -----------------------------------------------------------------------------------
+# -- lifecycle ----------------------------------------------------------------------------------
 
 def test_create_start_wait_logs_tail(sv, sv_rootfs, cleanup):
     name = sv.id("dk")
@@ -385,3 +385,235 @@ def test_rm_refuses_running_and_force_removes(sv, sv_rootfs, cleanup):
     assert sv.ctl("rm", "-f", name).stdout == name + "\n"
     assert name not in names(sv)
     assert not os.path.exists(os.path.join(CGROUP_ROOT, "memory", sv.ns, cid))
+
+
+# -- cp ----------------------------------------------------------------------------------
+
+CP_SETUP = ("mkdir -p /tmp/d/sub && echo a > /tmp/d/a && echo b > /tmp/d/sub/b && "
+            "ln -s a /tmp/d/link && ln -s {host}/secret /tmp/abs && "
+            "ln -s ../../../../../../..{host}/secret /tmp/rel && ln -s {host} /tmp/hostdir && "
+            "ln -s /etc/passwd /tmp/plink && echo tmp > /scratch/t && touch /tmp/ready && "
+            "exec sleep 300")
+
+
+class Box:
+    """A container for cp tests; ``p(path)`` places a /tmp path in its own directory of the
+    shared rootfs."""
+
+    def __init__(self, name, host, top):
+        self.name, self.host, self.top = name, host, top
+
+    def p(self, path: str) -> str:
+        return path.replace("/tmp", self.top, 1)
+
+
+@pytest.fixture
+def cp_box(sv, sv_rootfs, tmp_path, cleanup):
+    """A running container whose tree has symlinks aimed at a host directory (absolute and
+    ../-relative), next to that host directory with a secret in it."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret").write_text("HOST SECRET\n")
+    top = "/tmp/" + sv.id("cp")
+    script = CP_SETUP.replace("/tmp", top).format(host=host)
+    name, cid = detached(sv, sv_rootfs, "sh", "-c", script, flags=("--tmpfs", "/scratch"))
+    cleanup.append(name)
+    wait_for(lambda: sv.ctl("exec", name, "test", "-e", f"{top}/ready", check=False)
+             .returncode == 0, timeout=60, what="the container's files")
+    return Box(name, host, top)
+
+
+def _in(sv, name, script) -> str:
+    return sv.ctl("exec", name, "sh", "-c", script).stdout
+
+
+def test_cp_out_of_a_container(sv, cp_box, tmp_path):
+    box = cp_box
+    name, host = box.name, box.host
+    out = tmp_path / "out"
+    out.mkdir()
+    assert sv.ctl("cp", f"{name}:{box.p('/tmp/d')}", str(out)).stdout == ""
+    assert (out / "d" / "a").read_text() == "a\n" and (out / "d/sub/b").read_text() == "b\n"
+    assert os.readlink(out / "d" / "link") == "a"            # a symlink stays a symlink
+    sv.ctl("cp", f"{name}:{box.p('/tmp/d/.')}", str(out / "flat"))  # DIR/. : the contents
+    assert sorted(os.listdir(out / "flat")) == ["a", "link", "sub"]
+    sv.ctl("cp", f"{name}:{box.p('/tmp/plink')}", str(out / "plink"))
+    assert os.readlink(out / "plink") == "/etc/passwd"
+    # -L: followed, inside the root
+    sv.ctl("cp", "-L", f"{name}:{box.p('/tmp/plink')}", str(out / "passwd"))
+    assert (out / "passwd").read_text().startswith("root:x:0:0")
+    sv.ctl("cp", f"{name}:/scratch/t", str(out / "t"))        # the container's own mounts
+    assert (out / "t").read_text() == "tmp\n"
+    # aimed at the host: not there inside the container
+    for link in (box.p("/tmp/abs"), box.p("/tmp/rel")):
+        res = sv.ctl("cp", "-L", f"{name}:{link}", str(out / "stolen"), check=False)
+        assert (res.returncode, res.stderr) == (1, f"Error: No such container:path: "
+                                                   f"{name}:{link}\n")
+    assert not (out / "stolen").exists()
+    res = sv.ctl("cp", f"{name}:/no/such", str(out), check=False)
+    assert (res.returncode, res.stderr) == (1, f"Error: No such container:path: "
+                                               f"{name}:/no/such\n")
+
+
+def _cp_in_checks(sv, box, tmp_path, running: bool):
+    name, host = box.name, box.host
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "f").write_text("from host\n")
+    (src / "tree").mkdir(exist_ok=True)
+    (src / "tree" / "g").write_text("g\n")
+    # a file onto a symlink replaces the link, it never writes its aim
+    sv.ctl("cp", str(src / "f"), f"{name}:{box.p('/tmp/abs')}")
+    # a symlinked directory is resolved inside the root: not there, so refused
+    res = sv.ctl("cp", str(src / "f"), f"{name}:{box.p('/tmp/hostdir/')}", check=False)
+    assert res.returncode == 1 and "no such directory" in res.stderr
+    res = sv.ctl("cp", str(src / "f"), f"{name}:{box.p('/tmp/hostdir/x')}", check=False)
+    assert res.returncode == 1 and "no such directory" in res.stderr
+    sv.ctl("cp", str(src / "f"), f"{name}:../../../..{box.p('/tmp/up')}")  # .. stops at the root
+    sv.ctl("cp", str(src / "tree"), f"{name}:{box.p('/tmp/d')}")
+    assert (host / "secret").read_text() == "HOST SECRET\n"
+    assert sorted(os.listdir(host)) == ["secret"]
+    if running:
+        script = "cat /tmp/abs /tmp/up /tmp/d/tree/g; test -L /tmp/abs || echo file"
+        check = _in(sv, name, script.replace("/tmp", box.top))
+        assert check == "from host\nfrom host\ng\nfile\n"
+
+
+def test_cp_into_a_running_container_stays_inside(sv, cp_box, tmp_path):
+    box = cp_box
+    name, host = box.name, box.host
+    _cp_in_checks(sv, box, tmp_path, running=True)
+
+
+def test_cp_into_a_stopped_container_stays_inside(sv, sv_rootfs, cp_box, tmp_path):
+    """Stopped, the container's root is a plain host directory: the same rules hold."""
+    box = cp_box
+    name, host = box.name, box.host
+    sv.ctl("stop", "-t", "1", name)
+    _cp_in_checks(sv, box, tmp_path, running=False)
+    script = "cat /tmp/abs /tmp/up; test -L /tmp/abs || echo file".replace("/tmp", box.top)
+    seen = sv.ctl("run", "--rm", sv_rootfs, "sh", "-c", script).stdout  # the same rootfs
+    assert seen == "from host\nfrom host\nfile\n"
+
+
+def test_cp_errors(sv, cp_box, tmp_path):
+    box = cp_box
+    name = box.name
+    res = sv.ctl("cp", "no-such-ctr:/x", str(tmp_path), check=False)
+    assert (res.returncode, res.stderr) == (1, "Error: No such container:path: "
+                                               "no-such-ctr:/x\n")
+    res = sv.ctl("cp", str(tmp_path), str(tmp_path / "y"), check=False)
+    assert (res.returncode, res.stderr) == (1, "must specify at least one container source\n")
+    res = sv.ctl("cp", f"{name}:/a", f"{name}:/b", check=False)
+    assert (res.returncode, res.stderr) == (1, "copying between containers is not supported\n")
+    res = sv.ctl("cp", str(tmp_path / "missing"), f"{name}:{box.p('/tmp')}", check=False)
+    assert res.returncode == 1 and "no such file or directory" in res.stderr
+    (tmp_path / "file").write_text("x")
+    res = sv.ctl("cp", f"{name}:{box.p('/tmp/d')}", str(tmp_path / "file"), check=False)
+    assert res.returncode == 1 and "cannot copy a directory to a file" in res.stderr
+
+
+# -- volumes, update, attach, port, version, info ----------------------------------------------
+
+def test_named_volumes_and_files_under_the_supervisor_root(sv, sv_rootfs, cleanup):
+    vol = sv.id("vol")
+    nolog = {"PYRUNC_CTL_LOG_DIR": ""}  # the default: under the supervisor's --root
+    assert sv.ctl("volume", "create", vol).stdout == vol + "\n"
+    assert vol in sv.ctl("volume", "ls", "-q").stdout.split()
+    ls = sv.ctl("volume", "ls").stdout.splitlines()
+    assert ls[0] == "DRIVER    VOLUME NAME" and f"local     {vol}" in ls
+    sv.ctl("run", "--rm", "-v", f"{vol}:/data", sv_rootfs, "sh", "-c", "echo kept > /data/f")
+    name = sv.id("dk")
+    cleanup.append(name)
+    sv.ctl("run", "-d", "--name", name, "-v", f"{vol}:/data", sv_rootfs, "sh", "-c",
+           "cat /data/f; exec sleep 300", env=nolog)
+    wait_for(lambda: sv.ctl("logs", name).stdout == "kept\n", timeout=60, what="the volume")
+    info = json.loads(sv.ctl("volume", "inspect", vol).stdout)[0]
+    assert info["Mountpoint"] == os.path.join(sv.root, "ctl", "volumes", vol, "_data")
+    mounts = json.loads(sv.ctl("inspect", "-f", "{{json .Mounts}}", name).stdout)
+    assert mounts[0]["Type"] == "volume" and mounts[0]["Name"] == vol
+    log = sv.ctl("inspect", "-f", "{{.LogPath}}", name).stdout.strip()
+    assert log.startswith(os.path.join(sv.root, "ctl", "logs") + "/")
+    res = sv.ctl("volume", "rm", vol, check=False)
+    assert res.returncode == 1 and "volume is in use" in res.stderr
+    sv.ctl("rm", "-f", name)
+    assert not os.path.exists(log)
+    assert sv.ctl("volume", "rm", vol).stdout == vol + "\n"
+    res = sv.ctl("volume", "inspect", vol, check=False)
+    assert res.returncode == 1 and f"No such volume: {vol}" in res.stderr
+
+
+def test_update_changes_live_limits_and_the_policy(sv, sv_rootfs, cleanup):
+    name, cid = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    assert sv.ctl("update", "--memory", "40m", "--pids-limit", "21", "--restart",
+                  "unless-stopped", name).stdout == name + "\n"
+    assert int(cgroup_file(sv, cid, "memory", "memory.limit_in_bytes")) == 40 << 20
+    assert cgroup_file(sv, cid, "pids", "pids.max") == "21"
+    hc = json.loads(sv.ctl("inspect", "-f", "{{json .HostConfig}}", name).stdout)
+    assert (hc["Memory"], hc["PidsLimit"]) == (40 << 20, 21)
+    assert hc["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    res = sv.ctl("update", name, check=False)
+    assert res.returncode == 1 and "one or more flags" in res.stderr
+
+
+def test_attach_follows_output_and_returns_the_exit_code(sv, sv_rootfs, cleanup):
+    top = "/tmp/" + sv.id("at")
+    name, _ = detached(sv, sv_rootfs, "sh", "-c",
+                       f"mkdir -p {top}; while [ ! -e {top}/go ]; do echo tick; sleep 0.05; "
+                       "done; echo bye; exit 6")
+    cleanup.append(name)
+    env = dict(os.environ, PYRUNC_SUPERVISOR_ADDRESS=sv.sock, PYRUNC_NAMESPACE=sv.ns)
+    from sv_harness import PYTHON, ROOT
+    proc = subprocess.Popen([PYTHON, "-m", "supervisor.ctl", "attach", name], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "tick\n"  # following: now let it finish
+        sv.ctl("exec", name, "touch", f"{top}/go")
+        rest = proc.stdout.read()
+        assert proc.wait(60) == 6
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rest.endswith("bye\n") and set(rest.splitlines()[:-1]) <= {"tick"}
+    res = sv.ctl("attach", name, check=False)
+    assert res.returncode == 1 and "is not running" in res.stderr
+
+
+def test_port_version_info(sv, sv_rootfs, cleanup):
+    name, _ = detached(sv, sv_rootfs)
+    cleanup.append(name)
+    assert sv.ctl("port", name).stdout == ""
+    res = sv.ctl("port", name, "80", check=False)
+    assert (res.returncode, res.stderr) == (1, f"Error: No public port '80/tcp' published for "
+                                               f"{name}\n")
+    out = sv.ctl("version").stdout
+    assert out.startswith("Client:\n Version:") and "Server: pyrunc-supervisor" in out
+    info = dict(ln.strip().split(": ", 1) for ln in sv.ctl("info").stdout.splitlines()
+                if ": " in ln)
+    assert int(info["Running"]) >= 1 and info["Namespace"] == sv.ns
+    assert info["Pyrunc Root Dir"] == os.path.join(sv.root, "ctl")
+
+
+def test_foreground_logs_and_system_prune(sv_own, sv_rootfs):
+    """A daemon of its own: prune removes every stopped container of the namespace."""
+    sv = sv_own
+    done, up = sv.id("pr"), sv.id("pr")
+    res = sv.ctl("run", "--name", done, sv_rootfs, "sh", "-c", "echo out; echo err >&2; exit 2",
+                 check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (2, "out\n", "err\n")
+    assert sorted(sv.ctl("logs", done).stdout.split()) == ["err", "out"]  # kept, as docker
+    created = sv.ctl("create", sv_rootfs, "true").stdout.strip()
+    vol = sv.id("vol")
+    sv.ctl("volume", "create", vol)
+    sv.ctl("run", "-d", "--name", up, sv_rootfs, "sleep", "300")
+    res = sv.ctl("system", "prune", input="n\n")  # asks first; "n" keeps everything
+    assert "Are you sure you want to continue? [y/N]" in res.stdout
+    assert done in sv.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    out = sv.ctl("system", "prune", "-f", "--volumes").stdout
+    ids = out.split("Deleted Containers:\n")[1].split("\n\n")[0].split()
+    assert created in ids and len(ids) == 2
+    assert f"Deleted Volumes:\n{vol}\n" in out and out.endswith("Total reclaimed space: 0B\n")
+    assert sv.ctl("ps", "-a", "--format", "{{.Names}}").stdout.split() == [up]
+    sv.ctl("rm", "-f", up)

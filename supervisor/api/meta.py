@@ -36,6 +36,7 @@ class Introspection(igrpc.IntrospectionServicer):
     def __init__(self, services):
         self.uuid = services.get("uuid")
         self.runtime = services.get("config").runtime
+        self.root = services.get("config").root
 
     @rpc
     async def Server(self, request, context):
@@ -51,6 +52,8 @@ class Introspection(igrpc.IntrospectionServicer):
             if not flt.match(adapt):
                 continue
             plugin = out.plugins.add(type=ptype, id=pid, requires=requires)
+            if ptype == "io.containerd.metadata.v1":  # clients keep their files under it
+                plugin.exports["root"] = self.root
             if ptype == "io.containerd.runtime.v2":
                 plugin.platforms.append(platform_pb2.Platform(os="linux", architecture=ARCH))
                 plugin.exports["runtime"] = self.runtime
