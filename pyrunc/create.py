@@ -69,7 +69,9 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
         c.setup = {"stage1": halfmade.process_record(child.pid), "hooks": []}
         mgr = _cgroup_manager(c, spec)
-        c.cgroup = mgr.to_state()   # (its leaves: what delete must find if we die from now on)
+        # (its leaves: what delete must find if we die from now on; none when rootless
+        # without a delegated cgroup)
+        c.cgroup = mgr.to_state() if mgr is not None else None
         c.save()
         clone_fd = _clone_dir(mgr, spec, child)
         try:
@@ -298,7 +300,7 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
             os.close(fd)
     # the init, and the cgroup as made (parents included): what a delete must find if we die
     # from now on (until here the leaves recorded before GO, which hold the init, were enough)
-    c.cgroup = mgr.to_state()
+    c.cgroup = mgr.to_state() if mgr is not None else None
     c.save()
     from pyrunc import foreground
     foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path

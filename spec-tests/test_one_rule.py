@@ -41,7 +41,7 @@ def test_duplicate_rlimit_is_the_validators_in_config_and_exec(runtime, tmp_path
         with open(path, "w") as f:
             json.dump(process, f)
         res = runtime("exec", "--process", path, cid)
-        assert res.rc == 1 and f"exec: --process {path}: process.rlimits[1].type: duplicate " \
+        assert res.rc == 255 and f"exec: --process {path}: process.rlimits[1].type: duplicate " \
             "rlimit RLIMIT_NOFILE" in res.err, res
     finally:
         runtime("delete", "--force", cid, check=True)

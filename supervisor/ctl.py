@@ -81,6 +81,11 @@ class Ctl:
                                f"prefix: {ref}")
             if found:
                 return found[0]
+        try:  # a container made through the API (ctr...) under an ID of its own choosing
+            return self.client.containers.Get(self.cpb.GetContainerRequest(id=ref)).container
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
         raise no_such_container(ref)
 
     def _list(self, *filters: str):
@@ -202,7 +207,7 @@ class Ctl:
         log = os.path.join(log_dir, self.args.namespace, cid + ".log")
         labels = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
         from supervisor import ctlnet
-        labels.update(ctlnet.run_labels(a))
+        labels.update(ctlnet.run_labels(a, name))
         labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
         if self._volume_names:

@@ -18,10 +18,12 @@ import time
 
 import grpc
 
+from supervisor.ctlbase import print_table
+
 
 def ImageError(message: str):
     """ctl's own error (printed as one line, non-zero exit)."""
-    from supervisor.ctl import CtlError
+    from supervisor.ctlbase import CtlError
     return CtlError(message)
 
 
@@ -72,12 +74,6 @@ def _bytes(n: float) -> str:
             return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
         n /= 1024
     return str(n)
-
-
-def _table(header, rows) -> None:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    for row in [header] + rows:
-        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 def add_run_options(p) -> None:
@@ -142,7 +138,7 @@ def cmd_images(ctl, a) -> int:
         for img in images:
             print(img.name)
         return 0
-    _table(("REF", "DIGEST", "SIZE"),
+    print_table(("REF", "DIGEST", "SIZE"),
            [(i.name, i.target.digest[:19], _bytes(i.target.size)) for i in images])
     return 0
 

@@ -59,3 +59,10 @@ def status_name(code) -> str:
     """containerd's task status number as a word (PAUSING counts as paused)."""
     return {1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "paused"}.get(code,
                                                                                      "unknown")
+
+
+def print_table(header, rows) -> None:
+    """Columns padded to their widest cell, three spaces apart (docker's plain tables)."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -148,11 +148,9 @@ def attach(ctl, a) -> int:
 
 
 def port(ctl, a) -> int:
-    """Published ports, from the ``io.pyrunc.ctl/ports`` label (a JSON list of
-    {"container_port", "proto", "host_ip", "host_port"}) that ``run -p`` records."""
-    import json
-    c = ctl.container(a.container)
-    ports = json.loads(c.labels.get(meta.PREFIX + "ports") or "[]")
+    """Published ports, from the container's network attachment (supervisor/ctlnet.py)."""
+    from supervisor import ctlnet
+    ports = ctlnet.published(ctl, ctl.container(a.container).id)
     want = a.private
     if want and "/" not in want:
         want += "/tcp"

@@ -29,10 +29,8 @@ def add_run_options(p) -> None:
 
 
 def add_commands(table: dict) -> None:
-    """ctl's command table: ``network`` (with its subcommands) and ``port``."""
+    """ctl's command table: ``network`` and its subcommands (``port`` is ctlcmds's)."""
     table["network"] = ("manage networks", _setup_network, "supervisor.ctlnet:cmd_network")
-    table["port"] = ("a container's published ports",
-                     lambda p: p.add_argument("container"), "supervisor.ctlnet:cmd_port")
 
 
 def _setup_network(p) -> None:
@@ -49,13 +47,13 @@ def _setup_network(p) -> None:
     nsub.add_parser("rm", help="remove networks").add_argument("names", nargs="+")
 
 
-def run_labels(a) -> dict:
+def run_labels(a, name: str = "") -> dict:
     """The labels ``run``'s network options become (read by the supervisor at task create)."""
-    from supervisor.network.manager import LABEL, LABEL_DNS, LABEL_PORTS
+    from supervisor.network.manager import LABEL, LABEL_ALIASES, LABEL_DNS, LABEL_PORTS
     network = a.network or ("bridge" if a.publish else "")
     if not network:
         if a.dns:
-            from supervisor.ctl import CtlError
+            from supervisor.ctlbase import CtlError
             raise CtlError("--dns needs a network (--network)")
         return {}
     labels = {LABEL: network}
@@ -63,11 +61,13 @@ def run_labels(a) -> dict:
         labels[LABEL_PORTS] = ",".join(a.publish)
     if a.dns:
         labels[LABEL_DNS] = ",".join(a.dns)
+    if name:
+        labels[LABEL_ALIASES] = name   # peers on the network find it by its docker name
     return labels
 
 
 def _pairs(items, what: str) -> dict:
-    from supervisor.ctl import CtlError
+    from supervisor.ctlbase import CtlError
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -97,7 +97,7 @@ class Networks:
             raise
 
     def get(self, name: str):
-        from supervisor.ctl import CtlError
+        from supervisor.ctlbase import CtlError
         try:
             return self.stub.Get(self.pb.GetNetworkRequest(name=name)).network
         except self.grpc.RpcError as e:
@@ -114,12 +114,13 @@ def cmd_network(ctl, a) -> int:
                                            labels=_pairs(a.label, "label"))
         print(nets.stub.Create(req).network.id)
     elif a.net_cmd == "ls":
-        from supervisor.ctl import _table
+        from supervisor.ctlbase import print_table
         rows = [(n.id, n.name, n.driver, "local")
                 for n in nets.stub.List(nets.pb.ListNetworksRequest()).networks]
-        _table(("NETWORK ID", "NAME", "DRIVER", "SCOPE"), rows)
+        print_table(("NETWORK ID", "NAME", "DRIVER", "SCOPE"), rows)
     elif a.net_cmd == "inspect":
-        print(json.dumps([docker_network(nets.get(n)) for n in a.names], indent=2))
+        names = {r.id: r.name for r in ctl.records()}
+        print(json.dumps([docker_network(nets.get(n), names) for n in a.names], indent=2))
     elif a.net_cmd == "rm":
         for name in a.names:
             nets.get(name)
@@ -128,7 +129,7 @@ def cmd_network(ctl, a) -> int:
     return 0
 
 
-def docker_network(n) -> dict:
+def docker_network(n, names: dict | None = None) -> dict:
     """``docker network inspect``'s shape."""
     return {
         "Name": n.name, "Id": n.id, "Scope": "local", "Driver": n.driver,
@@ -136,7 +137,7 @@ def docker_network(n) -> dict:
             {"Subnet": s, **({"Gateway": g} if g else {})}
             for s, g in zip(n.subnets, list(n.gateways) + [""] * len(n.subnets))]},
         "Containers": {e.container_id: {
-            "Name": e.container_id, "Namespace": e.namespace, "MacAddress": e.mac,
+            "Name": (names or {}).get(e.container_id, e.container_id), "Namespace": e.namespace, "MacAddress": e.mac,
             "IPv4Address": ", ".join(e.ips)} for e in n.endpoints},
         "Options": dict(n.options), "Labels": dict(n.labels),
         "ConfigList": json.loads(n.conflist or "{}"),
@@ -160,11 +161,8 @@ def network_settings(ctl, cid: str) -> dict | None:
             if att.network else {}}
 
 
-def cmd_port(ctl, a) -> int:
-    from supervisor.ctl import CtlError
-    att = Networks(ctl).attachment(ctl.container(a.container).id)
-    if att is None:
-        raise CtlError(f"container {a.container} has no network")
-    for m in att.ports:
-        print(f"{m.container_port}/{m.protocol} -> {m.host_ip or '0.0.0.0'}:{m.host_port}")
-    return 0
+def published(ctl, cid: str) -> list[dict]:
+    """A container's published ports (``pyrunc-ctl port``), from its network attachment."""
+    att = Networks(ctl).attachment(cid)
+    return [{"container_port": m.container_port, "proto": m.protocol, "host_ip": m.host_ip,
+             "host_port": m.host_port} for m in (att.ports if att is not None else ())]

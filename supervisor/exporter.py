@@ -56,7 +56,7 @@ class StateCollector:
         counts: dict[tuple[str, str], int] = {}
         for task in list(tasks.tasks.values()):
             if task.ready and "" in task.procs:
-                key = (task.ns, task.status_of(task.init))
+                key = (task.ns, task.init.status)
                 counts[key] = counts.get(key, 0) + 1
         for key, n in sorted(counts.items()):
             by_status.add_metric(list(key), n)
@@ -134,7 +134,7 @@ class StateCollector:
             if not task.ready or "" not in task.procs:
                 continue
             init = task.init
-            if init.status != "running" or not init.pid:
+            if init.status not in ("running", "paused") or not init.pid:
                 continue
             stats = cgstats.for_pid(init.pid)
             if stats is None:

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 
-from supervisor import errors, filters
+from supervisor import errors
 from supervisor.core.tasks import CreateTask
 from supervisor.restartpolicy import COUNT, LOGURI, POLICY, wants_restart
 
@@ -38,12 +38,12 @@ class RestartMonitor:
         self.delays: dict[tuple[str, str], float] = {}
         self.started_at: dict[tuple[str, str], float] = {}
         self.pending: set[tuple[str, str]] = set()
-        self.loop_task: asyncio.Task | None = None
+        self.stopped = False
         self.background: set[asyncio.Task] = set()
 
     # -- life ------------------------------------------------------------------------------------
     def start(self) -> None:
-        self.loop_task = asyncio.get_running_loop().create_task(self._watch())
+        self.events.tap(self._on_event)  # a tap: it must not take held exits from clients
         for ns, _ in self.store.ns_list():
             for data in self.store.container_list(ns):
                 c = _container(data)
@@ -53,11 +53,10 @@ class RestartMonitor:
                         self._schedule(ns, c.id, exit_status, at_start=True)
 
     async def stop(self) -> None:
-        for t in [self.loop_task, *self.background]:
-            if t is not None:
-                t.cancel()
-        await asyncio.gather(*[t for t in [self.loop_task, *self.background] if t],
-                             return_exceptions=True)
+        self.stopped = True
+        for t in self.background:
+            t.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
 
     def _exit_of(self, ns: str, cid: str):
         """"running", the init's exit status, or None when there is no task."""
@@ -67,21 +66,20 @@ class RestartMonitor:
             task = self.tasks.get(ns, cid)
         except errors.NotFound:
             return None
-        return task.init.exit_status if task.status_of(task.init) == "stopped" else "running"
+        return task.init.exit_status if task.init.status == "stopped" else "running"
 
     # -- exits ------------------------------------------------------------------------------------
-    async def _watch(self) -> None:
+    def _on_event(self, env) -> None:
+        if self.stopped or env.topic != "/tasks/exit":
+            return
         from supervisor.gen.containerd.events import task_pb2
-        flt = filters.parse(['topic=="/tasks/exit"'])
-        while True:  # a subscription that fell behind ends: subscribe again
-            async for env in self.events.subscribe(flt):
-                ev = task_pb2.TaskExit()
-                ev.ParseFromString(env.event.value)
-                if ev.id and ev.id != ev.container_id:
-                    continue  # an exec process, not the container
-                data = self.store.container_get(env.namespace, ev.container_id)
-                if data is not None and POLICY in _container(data).labels:
-                    self._schedule(env.namespace, ev.container_id, ev.exit_status)
+        ev = task_pb2.TaskExit()
+        ev.ParseFromString(env.event.value)
+        if ev.id and ev.id != ev.container_id:
+            return  # an exec process, not the container
+        data = self.store.container_get(env.namespace, ev.container_id)
+        if data is not None and POLICY in _container(data).labels:
+            self._schedule(env.namespace, ev.container_id, ev.exit_status)
 
     def _schedule(self, ns: str, cid: str, exit_status, at_start: bool = False) -> None:
         key = (ns, cid)

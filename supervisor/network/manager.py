@@ -47,6 +47,7 @@ from supervisor.network.config import DEFAULT_NETWORK, Configs, subnets_of
 LABEL = "io.pyrunc.network"
 LABEL_PORTS = "io.pyrunc.network.ports"
 LABEL_DNS = "io.pyrunc.network.dns"
+LABEL_ALIASES = "io.pyrunc.network.aliases"   # more names peers know it by (a docker name)
 IFNAME = "eth0"
 
 log = logging.getLogger("pyrunc.network")
@@ -172,6 +173,7 @@ class NetworkManager:
         rec = {"namespace": ns, "id": cid, "mode": mode, "network": "", "netns": "",
                "owns_netns": False, "conflist": None, "ports": [], "dns": dns,
                "hostname": hostname, "files": os.path.join(self.files_dir, ns, cid),
+               "aliases": [n for n in labels.get(LABEL_ALIASES, "").split(",") if n],
                "result": None, "phase": "adding"}
         if mode.startswith("container:"):
             self._join(rec, mode.split(":", 1)[1], wanted)
@@ -261,7 +263,7 @@ class NetworkManager:
                 and r.get("network") == rec["network"] and r.get("phase") == "added"]
 
     def _names(self, rec: dict) -> list[tuple[str, list[str]]]:
-        names = [rec["id"], rec["hostname"]]
+        names = [rec["id"], rec["hostname"], *rec.get("aliases", ())]
         return [(ip, names) for ip in ips_of(rec.get("result"))]
 
     def _write_hosts(self, rec: dict) -> None:
