@@ -134,7 +134,8 @@ class DockerStack:
 
     def _serving_lines(self) -> int:
         try:
-            return self.sv_log.read_text().count("serving on")
+            # the daemon's ready line (supervisor/daemon.py: log.info("serving", address=...))
+            return self.sv_log.read_text().count(f"msg=serving address={self.sv_sock} ")
         except OSError:
             return 0
 
