@@ -64,14 +64,17 @@ VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/tes
              $(VM_CONTAINERS)::test_ps_lists_exactly_the_container \
              $(VM_CONTAINERS)::test_init_is_in_every_cgroup_of_the_container
 
+# The whole VM run's budget: ~170 s on an idle machine; a loaded TCG host has taken over 3x that.
+VM_TIMEOUT := 900
+
 test: setup
 	$(PYTEST) -q spec-tests
 	RUNTIME=$(CURDIR)/$(VENV)/bin/pyrunc $(PYTEST) -q conformance --ignore=conformance/engines
 	$(PYTEST) -q -p no:cacheprovider conformance/engines
-	$(PY) tools/vm/run.py --timeout 600 -- tools/vm/guest.sh $(VM_TESTS)
+	$(PY) tools/vm/run.py --timeout $(VM_TIMEOUT) -- tools/vm/guest.sh $(VM_TESTS)
 
 test-vm: setup
-	$(PY) tools/vm/run.py --timeout 600 -- tools/vm/guest.sh $(VM_TESTS)
+	$(PY) tools/vm/run.py --timeout $(VM_TIMEOUT) -- tools/vm/guest.sh $(VM_TESTS)
 
 demo: setup
 	$(PY) tools/demo.py

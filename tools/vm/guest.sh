@@ -11,7 +11,12 @@ echo "guest: cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 # The shared tree is read-only here: no .pyc or pytest cache writes, and no conftest.py files
 # above the cgroup tests (they may set up things this VM does not need).
 export PYTHONDONTWRITEBYTECODE=1
-.venv/bin/python -m pytest -p no:cacheprovider --confcutdir=spec-tests/cgroups -q "$@"
+# Output reaches the host as it happens (one line per test), and a test that hangs fails on its
+# own after PYRUNC_VM_TEST_TIMEOUT seconds with every thread's stack printed (pytest-timeout),
+# so a stall names its test instead of eating the whole VM's budget.
+export PYTHONUNBUFFERED=1
+.venv/bin/python -m pytest -p no:cacheprovider --confcutdir=spec-tests/cgroups -v \
+    --durations=5 --timeout="${PYRUNC_VM_TEST_TIMEOUT:-180}" "$@"
 rc=$?
 echo "PYRUNC-VM-RESULT $rc"
 exit $rc
