@@ -286,9 +286,14 @@ def test_device_node_is_bound_from_the_host_or_refused(rl, user):
 
 
 def test_systemd_cgroup_is_refused(rl, user):
-    res = rl("--systemd-cgroup", "run", "--bundle", rl.bundle(rootless_config(user, ["true"])),
-             "c1")
-    _refused(rl, res, "systemd")
+    """As for root: create and run refuse it (exit 1, one error, nothing in the state root),
+    other commands ignore it, as runc does."""
+    bundle = rl.bundle(rootless_config(user, ["true"]))
+    for cmd in ("create", "run"):
+        res = rl("--systemd-cgroup", cmd, "--bundle", bundle, "c1")
+        _refused(rl, res, "--systemd-cgroup: pyrunc has no systemd cgroup driver")
+    res = rl("--systemd-cgroup", "list")
+    assert res.returncode == 0, res
 
 
 def test_sysfs_and_cgroup_mounts_the_rootless_way(rl, user):
