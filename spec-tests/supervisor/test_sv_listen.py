@@ -79,6 +79,23 @@ def test_a_second_daemon_on_a_live_api_socket_is_refused_and_leaves_it(daemons):
     assert_nothing_left(second, own_socket=False)
 
 
+def test_a_refused_start_is_one_error_line_in_the_chosen_log_format(daemons):
+    """--log-format json --log-level error: the refusal is one JSON line at level error, and
+    nothing else is logged (the info lines of the start are below the level)."""
+    import json
+    live = daemons().start()
+    second = daemons(args=["--log-format", "json", "--log-level", "error"])
+    second.sock = live.sock
+    res = failed_start(second)
+    assert res.returncode == 1, res
+    lines = [json.loads(line) for line in res.stderr.splitlines()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0]["level"] == "error" and lines[0]["msg"] == (
+        f"listen {live.sock}: another server is listening on this socket "
+        "(a second daemon with the same address?)"), lines
+    assert answers(live.sock)
+
+
 def test_a_late_start_failure_on_a_live_metrics_socket_leaves_nothing(daemons):
     """The metrics endpoint starts after the shim pool (zygote and spare shim) is up: a failure
     there must take the pool down, and must not take the live daemon's metrics socket."""
