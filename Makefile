@@ -64,7 +64,6 @@ VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/tes
              $(VM_CONTAINERS)::test_ps_lists_exactly_the_container \
              $(VM_CONTAINERS)::test_init_is_in_every_cgroup_of_the_container
 
-# conformance/ includes test_rootless_suite.py: the suite as a throwaway user, pyrunc vs runc (~70 s).
 test: setup
 	$(PYTEST) -q spec-tests
 	RUNTIME=$(CURDIR)/$(VENV)/bin/pyrunc $(PYTEST) -q conformance --ignore=conformance/engines
