@@ -151,20 +151,31 @@ def test_a_path_that_is_not_a_socket_is_refused_and_kept(daemons, tmp_path):
 
 def test_a_shim_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path):
     """The shims' sockets take the same rule (supervisor.shim binds through listen.claim)."""
+    from supervisor.shimclient import SHIM_PYTHONPATH
+    def shim(path):
+        return subprocess.run([PYTHON, "-S", "-m", "supervisor.shim", "--socket", str(path),
+                               "--log", str(tmp_path / "shim.log")], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=SHIM_PYTHONPATH))
     live = tmp_path / "live.sock"
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(live))
     server.listen(1)
     try:
-        res = subprocess.run([PYTHON, "-S", "-m", "supervisor.shim", "--socket", str(live),
-                              "--log", str(tmp_path / "shim.log")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60,
-                             env=dict(os.environ, PYTHONPATH=ROOT))
+        res = shim(live)
         assert res.returncode == 1, res
         assert f"bind {live}: another server is listening on this socket" in res.stderr, res
         assert answers(str(live))
     finally:
         server.close()
+    stale = tmp_path / "stale.sock"
+    stale_socket(str(stale))
+    res = shim(stale)
+    assert res.returncode == 0, res
+    # the shim listens there now; a connection that closes again is a daemon gone: it exits
+    # and removes its socket
+    assert answers(str(stale))
+    wait_for(lambda: not stale.exists(), 30, what="the idle shim to exit")
 
 
 def test_listen_claim(tmp_path):
