@@ -1,5 +1,6 @@
 """Claiming a unix socket path before listening on it: the one rule for every socket the daemon
-and its shims listen on (the gRPC API socket, the metrics socket, each shim's and the zygote's).
+and its shims listen on (the gRPC API socket, the metrics socket, each shim's and the zygote's,
+a shim's console socket for the runtime).
 
 A listener cannot bind a path that exists, so a daemon that was killed (kill -9, a crash) leaves
 its socket file behind and the next one must remove it. But removing whatever is there would let
