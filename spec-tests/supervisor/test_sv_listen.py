@@ -203,7 +203,7 @@ def test_listen_claim(tmp_path):
     assert os.path.isdir(path)
 
 
-# -- the garbage collector and the store ------------------------------------------------------------
+# -- the garbage collector and the store -------------------------------------------------------
 
 def test_gc_close_waits_for_a_running_round_and_refuses_new_ones(tmp_path):
     """A round on a worker thread holds the store; close() returns only after it finished, and
