@@ -2,7 +2,7 @@
 """Run the OCI runtime conformance suite against one or more runtimes.
 
     conformance/run.py --runtime /usr/sbin/runc [--runtime .venv/bin/pyrunc ...]
-                       [--tap] [--filter TEXT ...] [--markdown] [--list]
+                       [--tap] [--filter TEXT ...] [--markdown] [--list] [--json FILE]
 
 Each runtime gets its own session (temp tree, --root, containers) and runs every
 selected check; --tap prints the TAP stream of each runtime as it runs.  At the
@@ -41,6 +41,9 @@ def parse_args(argv):
                     help="with --tap, also print the diagnostics of passing checks")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
     ap.add_argument("--list", action="store_true", help="list the checks and exit")
+    ap.add_argument("--json", metavar="FILE",
+                    help="also write every outcome to FILE (runtime -> check -> level, status, "
+                         "passed, message), for tests that compare runtimes")
     ap.add_argument("--keep", action="store_true", help="keep the temp tree (debugging)")
     ap.add_argument("--spec-dir", help="OCI runtime spec directory (default $OCI_SPEC_DIR)")
     args = ap.parse_args(argv)
@@ -106,6 +109,8 @@ def main(argv=None) -> int:
         results.append(outcomes)
         seconds.append(secs)
     names = column_names(args.runtime)
+    if args.json:
+        write_json(args.json, names, results)
     print()
     print(report.table(names, results, selected, markdown=args.markdown, seconds=seconds))
     if not args.tap:  # the TAP stream already has the details
@@ -114,6 +119,15 @@ def main(argv=None) -> int:
     first = results[0]
     must_failed = [c.id for c in selected if c.level == MUST and not first[c.id].passed]
     return 1 if must_failed else 0
+
+
+def write_json(path: str, names, results) -> None:
+    import json
+    data = {name: {cid: {"level": o.check.level, "status": o.status, "passed": o.passed,
+                         "message": o.message} for cid, o in outcomes.items()}
+            for name, outcomes in zip(names, results)}
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
 
 
 def print_failures(names, results, selected) -> None:

@@ -14,6 +14,7 @@ between the columns is what this run is for.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -30,13 +31,32 @@ def main(argv: list[str]) -> int:
         ids = f"{user.uid}:{user.gid}:{user.subuid[0]}:{user.subgid[0]}:" \
               f"{min(user.subuid[1], user.subgid[1])}"
         tmp = user.mkdir("suite")
+        argv, json_out = _take_json(argv)
         argv = [os.path.abspath(a) if os.path.exists(a) else a for a in argv]
+        if json_out:    # written by the user in its own directory, copied out before it goes
+            argv += ["--json", os.path.join(str(tmp), "outcomes.json")]
         env = dict(user.env, OCISUITE_ROOTLESS=ids, TMPDIR=str(tmp),
                    OCI_SPEC_DIR=os.environ.get("OCI_SPEC_DIR", ""))
         if not env["OCI_SPEC_DIR"]:
             del env["OCI_SPEC_DIR"]
         cmd = user.argv([sys.executable, os.path.join(HERE, "run.py"), *argv])
-        return subprocess.run(cmd, env=env, cwd=str(tmp), stdin=subprocess.DEVNULL).returncode
+        code = subprocess.run(cmd, env=env, cwd=str(tmp), stdin=subprocess.DEVNULL).returncode
+        if json_out:
+            shutil.copyfile(os.path.join(str(tmp), "outcomes.json"), json_out)
+        return code
+
+
+def _take_json(argv: list[str]) -> tuple[list[str], str]:
+    """Remove ``--json FILE`` from run.py's options: FILE is written here, as root."""
+    out, path, it = [], "", iter(argv)
+    for a in it:
+        if a == "--json":
+            path = os.path.abspath(next(it, ""))
+        elif a.startswith("--json="):
+            path = os.path.abspath(a[len("--json="):])
+        else:
+            out.append(a)
+    return out, path
 
 
 if __name__ == "__main__":

@@ -33,6 +33,13 @@ _CREATE_FLAGS = {
 }
 
 
+# The commands that would make a cgroup through the systemd driver: refused, as runc refuses them
+# where systemd does not run ("systemd not running on this host"), before anything is made.  The
+# others (list, state, kill, delete, ...) accept the flag and ignore it, as runc does: podman
+# configured for systemd passes it on every call.
+SYSTEMD_CGROUP_REFUSED = ("create", "run")
+
+
 class UsageError(PyruncError):
     pass
 
@@ -372,7 +379,7 @@ def usage() -> str:
               "   --log FILE          log file (default: stderr)",
               "   --log-format F      text or json",
               "   --debug             debug logging",
-              "   --systemd-cgroup    (not supported)",
+              "   --systemd-cgroup    refused by create and run (no systemd cgroup driver)",
               "   --version, -v       print the version"]
     return "\n".join(lines) + "\n"
 
@@ -420,8 +427,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if g["log-format"] not in ("text", "json"):
             raise UsageError(f"unknown log-format {g['log-format']!r}")
-        if g["systemd-cgroup"]:
-            raise UsageError("--systemd-cgroup: the systemd cgroup driver is not supported")
         g["root"] = os.path.abspath(g["root"] or _default_root())
         name, args = rest[0], rest[1:]
         entry = COMMANDS.get(name)
@@ -429,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
             log.error(f"no such command: {name}")
             return UNKNOWN_COMMAND
         handler, table, _ = entry
+        if g["systemd-cgroup"] and name in SYSTEMD_CGROUP_REFUSED:
+            raise UsageError("--systemd-cgroup: pyrunc has no systemd cgroup driver (leave the "
+                             "flag out to use cgroupfs)")
         if name in ("create", "run", "exec"):
             from pyrunc import sealed    # these enter containers: run from a read-only exe
             sealed.ensure_sealed()

@@ -20,7 +20,7 @@ the root path and its speed are unchanged.  What differs for an unprivileged cal
   ``/etc/subuid`` range) goes through the setuid helpers ``newuidmap``/``newgidmap`` (package
   ``uidmap``), which check the ranges against ``/etc/subuid`` and ``/etc/subgid``; a range
   outside them is refused with the helper's reason.
-* **systemd cgroups** are refused as they are for root (no systemd driver).
+* **systemd cgroups** are refused by create and run as they are for root (no systemd driver).
 """
 
 from pyrunc.linux import os

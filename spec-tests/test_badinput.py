@@ -152,14 +152,33 @@ def test_no_mount_namespace_refused(runtime):
 def test_bad_global_flags(runtime):
     res = runtime("--log-format", "xml", "list")
     assert res.rc == 1 and "log-format" in res.err
-    res = runtime("--systemd-cgroup", "list")
-    assert res.rc == 1 and "systemd" in res.err
     res = runtime("create", "--no-such-flag", "x")
     assert res.rc == 1 and "flag provided but not defined" in res.err
     res = runtime("frobnicate")
     assert res.rc == 3 and "no such command" in res.err     # runc's code (urfave/cli)
     res = runtime("start")
     assert res.rc == 1 and "requires exactly 1 argument" in res.err
+
+
+def test_systemd_cgroup_is_refused_by_create_and_run(runtime):
+    """No systemd driver: create and run refuse --systemd-cgroup with one error and exit 1, as
+    runc does where systemd does not run, before anything is made (the fixture checks no state
+    directory, process, mount or cgroup is left); other commands accept and ignore it, as runc
+    does (podman configured for systemd passes it on every call)."""
+    cfg = base_config()
+    cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 10}}
+    bundle = runtime.bundle()
+    runtime.write_config(bundle, cfg)
+    for cmd in ("create", "run"):
+        cid = runtime.new_id()
+        res = runtime("--systemd-cgroup", cmd, "--bundle", bundle, cid, stdin=subprocess.DEVNULL)
+        assert res.rc == 1, res
+        lines = [line for line in res.err.splitlines() if "level=error" in line]
+        assert len(lines) == 1 and "--systemd-cgroup: pyrunc has no systemd cgroup driver" \
+            in lines[0], res.err
+        assert runtime("state", cid).rc == 1
+    res = runtime("--systemd-cgroup", "list")
+    assert res.rc == 0, res
 
 
 def test_operations_on_missing_container(runtime):

@@ -222,13 +222,50 @@ def test_process_settings(rl, user):
 # --- refused, clearly, leaving nothing ----------------------------------------------------------
 
 def _refused(rl, res, *words):
+    """Exit 1, one error line naming ``words``, and nothing left: no state in the user's root,
+    no process of the user or of its subordinate range, no cgroup directory it owns."""
     assert res.returncode == 1, res
     errors = [line for line in res.stderr.splitlines() if "level=error" in line]
     assert len(errors) == 1, res
     for word in words:
         assert word in errors[0], res
     assert not (os.path.isdir(rl.root) and os.listdir(rl.root)), os.listdir(rl.root)
+    reap_orphans()
+    assert not _processes_of(rl.user), _processes_of(rl.user)
+    assert not _cgroups_owned_by(rl.user.uid)
     return errors[0]
+
+
+def _processes_of(user) -> list[int]:
+    """Live processes running as the user or as an id of its subordinate range."""
+    lo, n = user.subuid
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except (OSError, ValueError):
+            continue
+        uid = int(fields["Uid"].split()[0])
+        if (uid == user.uid or lo <= uid < lo + n) and fields["State"].split()[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _cgroups_owned_by(uid: int, depth: int = 4) -> list[str]:
+    """Cgroup directories (to ``depth`` below each hierarchy) the user owns: a rootless
+    container's, made where nothing was delegated."""
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if top.count("/") - 3 >= depth:
+            dirs[:] = []
+        for d in dirs:
+            try:
+                if os.stat(os.path.join(top, d)).st_uid == uid:
+                    found.append(os.path.join(top, d))
+            except OSError:
+                pass
+    return found
 
 
 def test_limits_without_delegated_cgroup_are_refused(rl, user):
@@ -286,9 +323,14 @@ def test_device_node_is_bound_from_the_host_or_refused(rl, user):
 
 
 def test_systemd_cgroup_is_refused(rl, user):
-    res = rl("--systemd-cgroup", "run", "--bundle", rl.bundle(rootless_config(user, ["true"])),
-             "c1")
-    _refused(rl, res, "systemd")
+    """As for root: create and run refuse it (exit 1, one error, nothing in the state root),
+    other commands ignore it, as runc does."""
+    bundle = rl.bundle(rootless_config(user, ["true"]))
+    for cmd in ("create", "run"):
+        res = rl("--systemd-cgroup", cmd, "--bundle", bundle, "c1")
+        _refused(rl, res, "--systemd-cgroup: pyrunc has no systemd cgroup driver")
+    res = rl("--systemd-cgroup", "list")
+    assert res.returncode == 0, res
 
 
 def test_sysfs_and_cgroup_mounts_the_rootless_way(rl, user):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -48,21 +47,6 @@ class DaemonError(Exception):
 def _private_dir(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
-
-
-def _claim_socket(path: str) -> None:
-    """Remove a stale socket file; refuse if a live server answers on it."""
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)
-        return
-    finally:
-        probe.close()
-    raise DaemonError(f"listen {path}: a server is already running there")
 
 
 def _load_uuid(root: str) -> str:
@@ -102,6 +86,8 @@ class Daemon:
         self.collector = None
         self.restarts = None
         self.operations = None
+        self.gc_task = None
+        self.listening = False
 
     def _add_image_services(self, store, leases) -> None:
         """The image half: content store (and, as they land, snapshots, diff, images, gc)."""
@@ -138,7 +124,8 @@ class Daemon:
         from supervisor import api
         from supervisor.operate import Operations
         from supervisor.shimclient import REAPER
-        _claim_socket(self.config.address)
+        from supervisor.listen import claim
+        claim(self.config.address)  # a live daemon's socket is refused, a stale one removed
         prctl.set_child_subreaper(True)
         REAPER.install(asyncio.get_running_loop())
         await self.services.get("tasks").open()
@@ -155,6 +142,7 @@ class Daemon:
         old = os.umask(0o177)  # the socket is created 0600
         try:
             self.server.add_insecure_port("unix://" + self.config.address)
+            self.listening = True   # the socket file is ours from here: stop() removes it
             await self.server.start()
         finally:
             os.umask(old)
@@ -184,27 +172,39 @@ class Daemon:
             await asyncio.sleep(every)
 
     async def stop(self) -> None:
+        """Stop serving; also undoes a start() that failed half-way (each part checks whether it
+        was started)."""
         if self.operations is not None:
             await self.operations.stop()
         if self.server is not None:
             await self.server.stop(grace=1)
         if self.collector is not None:
             self.collector.cancel()
-        if getattr(self, "gc_task", None) is not None:
+        if self.gc_task is not None:
             self.gc_task.cancel()
         if self.restarts is not None:
             await self.restarts.stop()
         await self.services.get("tasks").close()
+        # A collection round runs in a worker thread, which cancelling its task does not stop:
+        # wait for it (and refuse new ones) before the store it reads goes away.
+        await asyncio.to_thread(self.services.get("gc").close)
         self.services.get("store").close()
-        try:
-            os.unlink(self.config.address)
-        except FileNotFoundError:
-            pass
+        if self.listening:  # never a live daemon's socket that start() refused to take
+            try:
+                os.unlink(self.config.address)
+            except FileNotFoundError:
+                pass
 
 
 async def serve(config: Config, ready=None) -> None:
     daemon = Daemon(config)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except BaseException:
+        # A late failure (the metrics address, the API socket) after the shim pool started:
+        # undo what was started — the zygote and the spare shim must not outlive the daemon.
+        await daemon.stop()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,7 +238,7 @@ def run(config: Config) -> int:
     try:
         asyncio.run(serve(config, ready=lambda: log.info(
             "serving", address=config.address, version=__version__, pid=os.getpid())))
-    except (DaemonError, OSError) as e:
+    except (DaemonError, OSError) as e:     # OSError includes listen.SocketInUse
         log.error(str(e))
         return 1
     log.info("stopped")

@@ -185,10 +185,20 @@ class Exporter:
         return encoder(self.registry), content_type
 
     async def start(self) -> None:
+        from supervisor.listen import ListenError
+        try:
+            await self._listen()
+        except ListenError:
+            raise
+        except OSError as e:    # one line naming the address, as for the API socket
+            raise ListenError(self.address, e.strerror or str(e), e.errno or 0) from None
+        log.info("metrics", address=self.address)
+
+    async def _listen(self) -> None:
         if self.address.startswith("unix:"):
             path = self.address[len("unix:"):]
-            if os.path.exists(path):
-                os.unlink(path)
+            from supervisor.listen import claim
+            claim(path)                 # a live daemon's metrics socket is refused, not removed
             old = os.umask(0o177)       # the socket is created 0600, as the gRPC one
             try:
                 self.server = await asyncio.start_unix_server(self._serve, path,
@@ -199,12 +209,12 @@ class Exporter:
             host, _, port = self.address.rpartition(":")
             self.server = await asyncio.start_server(self._serve, host.strip("[]"), int(port),
                                                      limit=MAX_REQUEST)
-        log.info("metrics", address=self.address)
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        if self.server is None:
+            return          # never listened (a failed start): the path is not ours
+        self.server.close()
+        await self.server.wait_closed()
         if self.address.startswith("unix:"):
             try:
                 os.unlink(self.address[len("unix:"):])

@@ -37,7 +37,8 @@ def _shim_pythonpath() -> str:
 SHIM_PYTHONPATH = _shim_pythonpath()
 SHIM_MODULES = ("__init__.py", "wire.py", "shim/__init__.py", "shim/__main__.py",
                 "shim/reactor.py", "shim/stdio.py", "shim/runtime.py", "shim/states.py",
-                "shim/task.py", "shim/server.py", "shim/title.py", "shim/shimlog.py", "mounts.py")
+                "shim/task.py", "shim/server.py", "shim/title.py", "shim/shimlog.py", "mounts.py",
+                "listen.py")
 
 
 def precompile_shim() -> None:

@@ -17,7 +17,9 @@ import pytest
 from google.protobuf import empty_pb2
 
 from supervisor.gen.containerd.services.containers.v1 import containers_pb2 as cpb
+from supervisor.gen.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from supervisor.gen.containerd.services.tasks.v1 import tasks_pb2 as tpb
+from supervisor.gen.containerd.types import descriptor_pb2
 from supervisor import __version__, version
 from sv_harness import (CGROUP_ROOT, PYTHON, ROOT, code_of, create, destroy, make_spec,
                         pid_alive, wait_for)
@@ -361,6 +363,13 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     code_of(client.containers.Get, cpb.GetContainerRequest(id="no-such"))
     sv.ctr("snapshots", "prepare", "metrics-snap")
     sv.ctr("content", "ingest", "metrics-blob", input="twelve bytes")
+    images = images_pb2_grpc.ImagesStub(client.channel)
+    md = [("containerd-namespace", sv.ns)]
+    for name in ("example.com/metrics:1", "example.com/metrics:2"):
+        images.Create(images_pb2.CreateImageRequest(image=images_pb2.Image(
+            name=name, target=descriptor_pb2.Descriptor(
+                media_type="application/vnd.oci.image.index.v1+json",
+                digest="sha256:" + "b" * 64, size=12))), metadata=md)
     status, ctype, body = http_get(UnixHTTPConnection(sv.metrics))
     assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
     found = samples(body)
@@ -370,6 +379,7 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     assert value(found, "pyrunc_shims", role="container") == 2
     assert value(found, "pyrunc_shims", role="zygote") == 1
     assert value(found, "pyrunc_snapshots", namespace=sv.ns) == 1
+    assert value(found, "pyrunc_images", namespace=sv.ns) == 2
     assert value(found, "pyrunc_content_blobs", namespace=sv.ns) == 1
     assert value(found, "pyrunc_content_bytes", namespace=sv.ns) == 12
     get = dict(grpc_type="unary", grpc_service="containerd.services.containers.v1.Containers",
@@ -386,9 +396,12 @@ def test_metrics_on_a_unix_socket_count_containers_and_requests(sv_json, sv_root
     for cid in cids:
         destroy(sv, client, cid)
     sv.ctr("snapshots", "rm", "metrics-snap")
+    for name in ("example.com/metrics:1", "example.com/metrics:2"):
+        images.Delete(images_pb2.DeleteImageRequest(name=name), metadata=md)
     found = samples(http_get(UnixHTTPConnection(sv.metrics))[2])
     assert value(found, "pyrunc_containers", namespace=sv.ns) is None
     assert value(found, "pyrunc_snapshots", namespace=sv.ns) is None
+    assert value(found, "pyrunc_images", namespace=sv.ns) is None
     assert value(found, "pyrunc_shims", role="container") == 0
 
 

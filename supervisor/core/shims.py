@@ -16,6 +16,8 @@ import secrets
 
 from supervisor import errors, shimclient
 
+CLOSE_WAIT = 10.0   # seconds close() waits for a spare or zygote still starting
+
 
 class ShimPool:
     def __init__(self, sock_dir: str, shim_log: str):
@@ -34,14 +36,23 @@ class ShimPool:
         except (errors.SupervisorError, OSError):
             self.zygote = None  # shims then start from a fresh interpreter each
 
-    def close(self) -> None:
-        """Drop the spare and the zygote: both exit when their daemon goes away."""
-        if self.spare is not None:
-            self.spare.cancel()
-            if self.spare.done() and not self.spare.cancelled() and not self.spare.exception():
-                self.spare.result().close()  # an idle shim exits when its daemon goes away
+    async def close(self) -> None:
+        """Drop the spare and the zygote: both exit when their daemon's connection goes (an idle
+        shim and the zygote serve nobody else). A spare or zygote still starting is waited for
+        (a few milliseconds; at most CLOSE_WAIT seconds) and dropped the same way: cancelled
+        half-way it would be a shim nobody connects to, left running until its idle timeout —
+        and after a daemon that failed to start, nothing of the pool may stay."""
+        for starting in (self.spare, self.zygote_starting):
+            if starting is not None and not starting.done():
+                await asyncio.wait({starting}, timeout=CLOSE_WAIT)
+                starting.cancel()
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.done() and not spare.cancelled() \
+                and not spare.exception():
+            spare.result().close()
         if self.zygote is not None:
             self.zygote.close()
+            self.zygote = None
 
     async def _start_zygote(self) -> None:
         path = os.path.join(self.sock_dir, "zygote-" + secrets.token_hex(4) + ".sock")

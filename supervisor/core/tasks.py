@@ -129,7 +129,7 @@ class TaskManager:
 
     async def close(self) -> None:
         """Daemon shutdown: drop connections; containers and their shims keep running."""
-        self.shims.close()
+        await self.shims.close()
         for task in self.tasks.values():
             if task.shim is not None:
                 task.shim.close()

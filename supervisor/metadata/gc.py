@@ -48,18 +48,28 @@ class Collector:
         self.snapshotters, self.images = snapshotters, images
         self.lock = threading.Lock()
         self._pending = None
+        self.closed = False
+
+    def close(self) -> None:
+        """Wait for a round in progress (on whatever thread it runs) and refuse any later one:
+        the daemon calls this before it closes the store, which a round still reading it from a
+        worker thread would find closed under it (sqlite then crashed the process)."""
+        with self.lock:
+            self.closed = True
 
     # -- scheduling -------------------------------------------------------------------------------
     def schedule(self) -> None:
         """Collect soon, in the background (several requests close together run once)."""
         loop = asyncio.get_running_loop()
-        if self._pending is None or self._pending.done():
+        if not self.closed and (self._pending is None or self._pending.done()):
             self._pending = loop.create_task(asyncio.to_thread(self.collect))
 
     # -- mark and sweep ---------------------------------------------------------------------------
     def collect(self) -> dict:
-        """One full collection; counts of what was removed."""
+        """One full collection; counts of what was removed (none once closed)."""
         with self.lock:
+            if self.closed:
+                return {}
             self.leases.collect()
             with self.store.transaction():
                 content, snaps = self._mark()

@@ -290,10 +290,8 @@ def _log_traceback() -> None:
 
 
 def _bind(path: str) -> _socket.socket:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    from supervisor.listen import claim
+    claim(path)     # a stale socket is removed, a live one refused (OSError; supervisor/listen.py)
     old = os.umask(0o177)
     try:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)

@@ -352,7 +352,8 @@ class Task:
 
 
 def _console_listener(path: str) -> _socket.socket:
-    _unlink(path)
+    from supervisor.listen import claim
+    claim(path)     # as every socket (listen.py): a stale one removed, a live one refused
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.bind(path)
     sock.listen(1)
