@@ -113,8 +113,14 @@ def unix_listeners_under(prefix: str, netns_pids=("self",)) -> set[int]:
 def processes_holding(inodes: set[int]) -> list[int]:
     """Live processes with an open file descriptor on one of these socket inodes."""
     wanted = {f"socket:[{i}]" for i in inodes}
+    return processes_with_open(wanted.__contains__) if wanted else []
+
+
+def processes_with_open(match) -> list[int]:
+    """Live processes (not this one) with an open file descriptor whose link ``match`` accepts:
+    found through /proc/<pid>/fd, so whatever network namespace they are in."""
     out = []
-    for entry in os.listdir("/proc") if wanted else ():
+    for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
@@ -123,7 +129,7 @@ def processes_holding(inodes: set[int]) -> list[int]:
             continue
         for fd in fds:
             try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
+                if match(os.readlink(f"/proc/{entry}/fd/{fd}")):
                     out.append(int(entry))
                     break
             except OSError:
@@ -302,7 +308,10 @@ class Supervisor:
             c.close()
 
     def _kill_our_processes(self) -> None:
-        for pid in set(processes_mentioning(self.state + "/")) | set(self.shim_pids()):
+        # shims outlive a stopped daemon by design; one in a network namespace that is gone has
+        # no listener this process can see, but it still holds its log under our directory
+        ours = processes_with_open(lambda link: link.startswith(self.base + "/"))
+        for pid in set(processes_mentioning(self.state + "/")) | set(self.shim_pids()) | set(ours):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
