@@ -69,7 +69,7 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     (see :mod:`pyrunc.cgroups.base`) and the id-mapped trees; then :func:`stage1`.
     """
     try:
-        from pyrunc import hooks, process, rootfs  # noqa: F401 - loaded now, used by the init
+        from pyrunc import debugstop, hooks, process, rootfs  # noqa: F401 - used by the init
         from pyrunc import spec as speclib
         spec = speclib.parse_config(config, bundle, checked=True)
         if spec.process is not None and spec.process.capabilities is not None:
@@ -164,7 +164,7 @@ def _has_cgroup_mount(spec) -> bool:
 def container_init(ctx: Context, new_cgroupns: bool) -> None:
     """Set up the container and wait for start.  Never returns."""
     # loaded by setup_child already; all of them must be before pivot_root hides the host's files
-    from pyrunc import hooks, process, rootfs
+    from pyrunc import debugstop, hooks, process, rootfs
     ch = ctx.channel
     spec = ctx.spec
     cgroup = {}
@@ -198,6 +198,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         log.debug("init: mounting")
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)
         log.debug("init: mounted")
+        debugstop.stop("rootfs")
         for fd in sources.values():
             os.close(fd)
         _ensure_cwd(rootfd, spec)
