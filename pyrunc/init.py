@@ -70,6 +70,7 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     """
     try:
         from pyrunc import debugstop, hooks, process, rootfs  # noqa: F401 - used by the init
+        import fcntl, select  # noqa: F401,E401 - the init's sync.Channel.die_with_peer
         from pyrunc import spec as speclib
         spec = speclib.parse_config(config, bundle, checked=True)
         if spec.process is not None and spec.process.capabilities is not None:
@@ -182,6 +183,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         return cgroup["dirs"]
 
     try:
+        ch.die_with_peer()      # create gone before READY: nobody will ever start us
         new_userns = spec.linux.namespace("user") is not None
         # (a runtime that itself runs in a user namespace, as under rootless podman, cannot
         # mknod devices or mount sysfs either)
@@ -225,6 +227,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
             # the process's identity now, not after start: start then waits for the exec
             # alone, and the init waits with no more privilege than the program will have
             env = process.prepare(spec.process, env, None)
+        ch.outlive_peer()
         ch.send(sync.READY)
         ch.close()
     except BaseException as err:    # noqa: BLE001

@@ -126,6 +126,38 @@ class Channel:
     def close(self) -> None:
         self.sock.close()
 
+    def die_with_peer(self) -> None:
+        """The init during setup: exit at once when the runtime's end closes — ``create`` died
+        (SIGKILL, an engine's time-out) — even while blocked elsewhere than on this channel (a
+        slow mount, a createContainer hook).  An init left waiting would hold the engine's
+        pipes (conmon reads them to their end) long after its runtime is gone; runc's does.
+
+        The socket is made O_ASYNC: the kernel signals SIGIO on every change, the peer's close
+        included (POLL_HUP); the handler exits only if poll() sees the hang-up, so messages
+        still arrive as usual.  :meth:`outlive_peer` ends it before READY, after which the
+        runtime closes its end on purpose."""
+        import _signal
+        import fcntl
+        import select
+        fd = self.sock.fileno()
+
+        def hung_up(signum=None, frame=None) -> None:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if any(ev & (select.POLLHUP | select.POLLERR) for _fd, ev in poller.poll(0)):
+                os._exit(1)
+        _signal.signal(_signal.SIGIO, hung_up)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+        hung_up()       # (gone already?)
+
+    def outlive_peer(self) -> None:
+        import _signal
+        import fcntl
+        fd = self.sock.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+        _signal.signal(_signal.SIGIO, _signal.SIG_DFL)
+
     def send(self, name: str, fds: list[int] | None = None, **fields) -> None:
         if self.reported is not None:
             self._wait_reported()

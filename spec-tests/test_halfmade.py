@@ -110,9 +110,13 @@ def test_sigkill_then_delete_leaves_nothing(runtime, tmp_path, stage):
         proc.kill()
         proc.wait(timeout=TIMEOUT)
         res = runtime("state", cid)
-        if STAGES[stage][0]:
-            # the hook still runs: the state says what is true, not "stopped"
+        if STAGES[stage][0] in ("prestart", "createRuntime"):
+            # the hook (create's child) still runs: the state says what is true, not "stopped"
             assert res.rc == 0 and json.loads(res.out)["status"] == "creating", res
+        elif STAGES[stage][0]:
+            # a createContainer hook is the init's: the init exits when create's end of the
+            # setup channel closes, and its pid namespace takes the hook with it
+            assert res.rc == 0 and json.loads(res.out)["status"] in ("creating", "stopped"), res
         res = runtime("delete", "-f", cid)
         assert res.rc == 0 or "does not exist" in res.err, res
         assert leftovers(runtime, marker) == {"processes": [], "cgroups": [], "state": [],
@@ -216,7 +220,8 @@ def _start_stopped_create(runtime, tmp_path, stage: str):
     cid = runtime.new_id()
     cfg["linux"]["cgroupsPath"] = f"/{runtime.prefix}-parent/sub/{cid}"
     bundle = runtime.bundle(cfg)
-    env = dict(os.environ, PYRUNC_DEBUG_STOP_AT=stage, PYRUNC_DEBUG_STOP_NOTE=str(note))
+    env = dict(os.environ, PYRUNC_DEBUG_STOP_AT=stage, PYRUNC_DEBUG_STOP_NOTE=str(note),
+               PYRUNC_TEST_MARK=runtime.prefix)
     proc = subprocess.Popen([PYRUNC, "--root", runtime.root, "create", "--bundle", bundle, cid],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
@@ -244,6 +249,28 @@ def test_killed_at_each_debug_stage(runtime, tmp_path, stage, sig):
         else:
             assert rc == 128 + sig
         assert runtime("state", cid).rc == 1
+        assert leftovers(runtime, runtime.prefix) == {"processes": [], "cgroups": [],
+                                                      "state": [], "mounts": []}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _marked(marker: str) -> list[str]:
+    return [p for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
+            and _alive(p) and _environ_has(p, marker.encode())]
+
+
+def test_the_init_exits_with_its_create(runtime, tmp_path):
+    """An init blocked in setup (here in its rootfs stage) whose create is SIGKILLed exits by
+    itself — engines read the pipes it holds to their end — and delete finishes the rest."""
+    cid, proc = _start_stopped_create(runtime, tmp_path, "rootfs")
+    try:
+        assert len(_marked(runtime.prefix)) == 2        # create and its init
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+        wait_for(lambda: not _marked(runtime.prefix), "the init to exit")
+        runtime("delete", cid, check=True)
         assert leftovers(runtime, runtime.prefix) == {"processes": [], "cgroups": [],
                                                       "state": [], "mounts": []}
     finally:
