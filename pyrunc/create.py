@@ -110,6 +110,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
                 raise SetupError("process.terminal is set: --console-socket is required")
         c.creator = c.setup = None
         c.save()
+        _commit(ch)
         if opts.pid_file:
             foreground.write_pid_file(opts.pid_file, c.pid)
         return c, master
@@ -130,6 +131,25 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         ch.close()
         if console is not None:
             console.close()
+
+
+COMMIT_WAIT_MS = 2000
+
+
+def _commit(ch) -> None:
+    """Tell the init the container is recorded: it may outlive us now (until this, it exits
+    when our end of the channel closes), and wait for it to close its end — so that a created
+    container's init holds nothing of the runtime's when create returns.  (Under ``run`` it may
+    have exec'd already; an init stuck in an uninterruptible call is not waited for long.)"""
+    import select
+    from pyrunc import sync
+    try:
+        ch.send(sync.COMMITTED)
+    except OSError:
+        return
+    poller = select.poll()
+    poller.register(ch.sock.fileno(), select.POLLIN)
+    poller.poll(COMMIT_WAIT_MS)
 
 
 def _go(ch, c, spec, clone_fd: int | None) -> None:

@@ -227,9 +227,8 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
             # the process's identity now, not after start: start then waits for the exec
             # alone, and the init waits with no more privilege than the program will have
             env = process.prepare(spec.process, env, None)
-        ch.outlive_peer()
+        ch.await_commit()       # (exits if create dies before it has recorded us)
         ch.send(sync.READY)
-        ch.close()
     except BaseException as err:    # noqa: BLE001
         ch.send_error(*describe(err), type(err).__name__)
         os._exit(1)
@@ -378,6 +377,7 @@ def exec_process(ctx: Context, fifo: int, exe: str, env: list[str]) -> None:
     see :func:`pyrunc.process.prepare`).  No return."""
     from pyrunc import hooks, process     # loaded before pivot_root (container_init)
     spec = ctx.spec
+    ctx.channel.stop_watching()     # (nothing of create's may reach the program)
     try:
         if spec.process is None:
             raise RuntimeError("process is not set in config.json")
