@@ -64,11 +64,14 @@ VM_TESTS  := spec-tests/cgroups/test_cgroups_behaviour.py spec-tests/cgroups/tes
              $(VM_CONTAINERS)::test_ps_lists_exactly_the_container \
              $(VM_CONTAINERS)::test_init_is_in_every_cgroup_of_the_container
 
+# (tools/hostnet.py: the host's network must be as the tests found it; only read)
 test: setup
+	$(PY) tools/hostnet.py save .stamp/hostnet.json
 	$(PYTEST) -q spec-tests
 	RUNTIME=$(CURDIR)/$(VENV)/bin/pyrunc $(PYTEST) -q conformance --ignore=conformance/engines
 	$(PYTEST) -q -p no:cacheprovider conformance/engines
 	$(PY) tools/vm/run.py --timeout 600 -- tools/vm/guest.sh $(VM_TESTS)
+	$(PY) tools/hostnet.py check .stamp/hostnet.json
 
 test-vm: setup
 	$(PY) tools/vm/run.py --timeout 600 -- tools/vm/guest.sh $(VM_TESTS)
