@@ -56,7 +56,7 @@ FLAGS = {
         "apparmor": "AppArmor profile (refused where AppArmor is on)",
         "process-label": "SELinux label (refused where SELinux is on)",
         "cgroup": "accepted for runc's sake (sub-cgroups are not supported)",
-        "ignore-paused": "accepted for runc's sake; a paused container is refused",
+        "ignore-paused": "allow exec in a paused container (the process runs once it is resumed)",
     },
     "kill": {"all": "signal every process of the container, not only its init"},
     "delete": {"force": "kill the container first if it is not stopped (SIGKILL)"},

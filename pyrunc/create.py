@@ -5,7 +5,8 @@
 
 1. parse and check the bundle — before claiming the ID, so a bad config leaves nothing behind;
 2. claim the ID (mkdir, locked) and write a ``creating`` record naming this process, the
-   stage-1 child and the cgroup's directories — before ``GO`` lets the child act;
+   stage-1 child and the cgroup's directories, parents included (claimed before any is made)
+   — before ``GO`` lets the child act;
 3. make exec.fifo and drive the setup protocol (:mod:`pyrunc.sync`): cgroup, id maps, the
    init's pid (recorded at once), runtime-namespace hooks (each recorded before it is waited
    for), the console;
@@ -17,6 +18,8 @@ SIGTERM, SIGINT and SIGHUP are failures too.  A create killed outright (SIGKILL)
 record from which ``delete`` finishes the job (:mod:`pyrunc.halfmade`).
 ``run`` is create, then :func:`pyrunc.container.start_record`, and in the foreground a wait
 and a delete.
+
+``PYRUNC_DEBUG_STOP_AT`` (debug only, :mod:`pyrunc.debugstop`) blocks create at a named stage.
 """
 
 from pyrunc.linux import os
@@ -49,7 +52,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
     ``starting``: the caller starts it at once (``run``): exec.fifo's read end is opened now, so
     the init goes on to exec as soon as it is ready instead of waiting for :func:`_release`.
     """
-    from pyrunc import foreground, halfmade, sync
+    from pyrunc import debugstop, foreground, halfmade, sync
     from pyrunc import spec as speclib
     from pyrunc.cgroups import warm
     c = mgr = console = None
@@ -69,10 +72,13 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         c.creator = [os.getpid(), proc.start_time(os.getpid())]
         c.setup = {"stage1": halfmade.process_record(child.pid), "hooks": []}
         mgr = _cgroup_manager(c, spec)
-        # (its leaves: what delete must find if we die from now on; none when rootless
-        # without a delegated cgroup)
+        if mgr is not None:     # (none when rootless without a delegated cgroup)
+            # every directory it will make, parents too: what delete must find if we die
+            # from now on, even between a mkdir and the next record
+            mgr.claim()
         c.cgroup = mgr.to_state() if mgr is not None else None
         c.save()
+        debugstop.stop("claimed")
         clone_fd = _clone_dir(mgr, spec, child)
         try:
             _go(ch, c, spec, clone_fd)
@@ -90,7 +96,9 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
             console = terminal.connect_console_socket(opts.console_socket)
         _create_cgroup(c, spec, mgr)
         log.debug("create: cgroup made")
+        debugstop.stop("cgroup")
         master = _drive_setup(c, spec, ch, child.pid, mgr)
+        debugstop.stop("ready")
         if master is not None:
             if console is not None:
                 from pyrunc import terminal
@@ -102,6 +110,7 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
                 raise SetupError("process.terminal is set: --console-socket is required")
         c.creator = c.setup = None
         c.save()
+        _commit(ch)
         if opts.pid_file:
             foreground.write_pid_file(opts.pid_file, c.pid)
         return c, master
@@ -122,6 +131,25 @@ def create(root: str, container_id: str, opts: CreateOptions, child, attached: b
         ch.close()
         if console is not None:
             console.close()
+
+
+COMMIT_WAIT_MS = 2000
+
+
+def _commit(ch) -> None:
+    """Tell the init the container is recorded: it may outlive us now (until this, it exits
+    when our end of the channel closes), and wait for it to close its end — so that a created
+    container's init holds nothing of the runtime's when create returns.  (Under ``run`` it may
+    have exec'd already; an init stuck in an uninterruptible call is not waited for long.)"""
+    import select
+    from pyrunc import sync
+    try:
+        ch.send(sync.COMMITTED)
+    except OSError:
+        return
+    poller = select.poll()
+    poller.register(ch.sock.fileno(), select.POLLIN)
+    poller.poll(COMMIT_WAIT_MS)
 
 
 def _go(ch, c, spec, clone_fd: int | None) -> None:
@@ -302,7 +330,8 @@ def _drive_setup(c, spec, ch, child: int, mgr) -> int | None:
     # from now on (until here the leaves recorded before GO, which hold the init, were enough)
     c.cgroup = mgr.to_state() if mgr is not None else None
     c.save()
-    from pyrunc import foreground
+    from pyrunc import debugstop, foreground
+    debugstop.stop("init")
     foreground.reap_setup_child(child)  # the stage-1 child is done; off the critical path
     if spec.hooks.prestart or spec.hooks.create_runtime:
         from pyrunc import hooks as hooklib

@@ -51,22 +51,25 @@ def run(root: str, container_id: str, opts: ExecOptions) -> int:
     c = state.load(root, container_id)
     try:
         status = c.status()
-        if status not in state.ALLOWED["exec"]:     # (--ignore-paused is taken, not used)
-            raise StateError(_refusal(container_id, status))
+        if status not in state.ALLOWED["exec"] and not (status == "paused" and
+                                                         opts.ignore_paused):
+            raise StateError(_refusal(status))
         proc = build_process(c, opts)
         pidfd = procfs.open_pidfd(c.pid, c.start_time)
         if pidfd is None:
-            raise StateError(_refusal(container_id, "stopped"))
+            raise StateError(_refusal("stopped"))
     finally:
         c.close()
     return _launch(c, proc, pidfd, opts)
 
 
-def _refusal(container_id: str, status: str) -> str:
+def _refusal(status: str) -> str:
+    """runc 1.1.5's words (engines and people compare them).  With ``--ignore-paused`` a paused
+    container is joined as runc joins it: the process is placed in the frozen cgroup and
+    freezes before it runs, and exec waits — detached too — until the container is resumed."""
     if status == "paused":
-        return (f'cannot exec in container "{container_id}": it is paused '
-                "(use --ignore-paused to override)")
-    return f'cannot exec in container "{container_id}": it is {status}'
+        return "exec failed: cannot exec in a paused container (use --ignore-paused to override)"
+    return f"exec failed: cannot exec in a {status} container"
 
 
 # --- the process description ---------------------------------------------------------------------

@@ -69,7 +69,8 @@ def setup_child(channel, container_id: str, bundle: str, config: bytes, no_pivot
     (see :mod:`pyrunc.cgroups.base`) and the id-mapped trees; then :func:`stage1`.
     """
     try:
-        from pyrunc import hooks, process, rootfs  # noqa: F401 - loaded now, used by the init
+        from pyrunc import debugstop, hooks, process, rootfs  # noqa: F401 - used by the init
+        import fcntl, select  # noqa: F401,E401 - the init's sync.Channel.die_with_peer
         from pyrunc import spec as speclib
         spec = speclib.parse_config(config, bundle, checked=True)
         if spec.process is not None and spec.process.capabilities is not None:
@@ -164,7 +165,7 @@ def _has_cgroup_mount(spec) -> bool:
 def container_init(ctx: Context, new_cgroupns: bool) -> None:
     """Set up the container and wait for start.  Never returns."""
     # loaded by setup_child already; all of them must be before pivot_root hides the host's files
-    from pyrunc import hooks, process, rootfs
+    from pyrunc import debugstop, hooks, process, rootfs
     ch = ctx.channel
     spec = ctx.spec
     cgroup = {}
@@ -182,6 +183,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         return cgroup["dirs"]
 
     try:
+        ch.die_with_peer()      # create gone before READY: nobody will ever start us
         new_userns = spec.linux.namespace("user") is not None
         # (a runtime that itself runs in a user namespace, as under rootless podman, cannot
         # mknod devices or mount sysfs either)
@@ -198,6 +200,7 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
         log.debug("init: mounting")
         rootfs.prepare(rootfd, spec, in_userns, join_cgroup, sources)
         log.debug("init: mounted")
+        debugstop.stop("rootfs")
         for fd in sources.values():
             os.close(fd)
         _ensure_cwd(rootfd, spec)
@@ -224,8 +227,8 @@ def container_init(ctx: Context, new_cgroupns: bool) -> None:
             # the process's identity now, not after start: start then waits for the exec
             # alone, and the init waits with no more privilege than the program will have
             env = process.prepare(spec.process, env, None)
+        ch.await_commit()       # (exits if create dies before it has recorded us)
         ch.send(sync.READY)
-        ch.close()
     except BaseException as err:    # noqa: BLE001
         ch.send_error(*describe(err), type(err).__name__)
         os._exit(1)
@@ -374,6 +377,7 @@ def exec_process(ctx: Context, fifo: int, exe: str, env: list[str]) -> None:
     see :func:`pyrunc.process.prepare`).  No return."""
     from pyrunc import hooks, process     # loaded before pivot_root (container_init)
     spec = ctx.spec
+    ctx.channel.stop_watching()     # (nothing of create's may reach the program)
     try:
         if spec.process is None:
             raise RuntimeError("process is not set in config.json")

@@ -36,6 +36,9 @@ order::
     parent -> init     HOOKS_DONE
     init   -> parent   CONSOLE      (only with process.terminal) + the pty master fd
     init   -> parent   READY        setup done; the init now waits on exec.fifo
+    parent -> init     COMMITTED    the container is recorded: the init may outlive create
+                                    (until then it exits when create's end closes, see
+                                    :meth:`Channel.die_with_peer`)
 
 Any side may send ``ERROR`` ``{"msg": ..., "errno": n}`` instead of the next message and exit;
 :meth:`Channel.expect` turns it into :class:`ChildError` carrying the errno.  End of file where
@@ -58,6 +61,7 @@ HOOKS = "hooks"
 HOOKS_DONE = "hooks-done"
 CONSOLE = "console"
 READY = "ready"
+COMMITTED = "committed"
 ERROR = "error"
 
 _MAX = 65536
@@ -124,6 +128,68 @@ class Channel:
         return self.sock.fileno()
 
     def close(self) -> None:
+        self.sock.close()
+
+    def die_with_peer(self) -> None:
+        """The init during setup: exit at once when the runtime's end closes — ``create`` died
+        (SIGKILL, an engine's time-out) — even while blocked elsewhere than on this channel (a
+        slow mount, a createContainer hook, exec.fifo).  An init left waiting would hold the
+        engine's pipes (conmon reads them to their end) long after its runtime is gone.
+
+        The socket is made O_ASYNC: the kernel signals SIGIO on every change, the peer's close
+        included (POLL_HUP).  Before READY the handler only looks (poll) for the hang-up, and
+        messages arrive as usual; after it (:meth:`await_commit`) it reads: ``COMMITTED`` ends
+        the watch, end of file ends the init."""
+        import _signal
+        import fcntl
+        self._committing = False
+        fd = self.sock.fileno()
+        _signal.signal(_signal.SIGIO, self._on_io)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+        self._on_io()       # (gone already?)
+
+    def await_commit(self) -> None:
+        """READY is about to go: from now on the next message (COMMITTED) is read by the
+        handler, wherever the init is blocked."""
+        import _signal
+        self._committing = True
+        # (again: the process's preparation reset every disposition to its default)
+        _signal.signal(_signal.SIGIO, self._on_io)
+        self._on_io()
+
+    def _on_io(self, signum=None, frame=None) -> None:
+        import select
+        if self.sock.fileno() < 0:
+            return          # (a signal caught before stop_watching, run after it)
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        events = poller.poll(0)
+        ev = events[0][1] if events else 0
+        if self._committing and ev & select.POLLIN:
+            name, _fields, fds = self.recv()
+            for fd in fds:
+                os.close(fd)
+            if name == COMMITTED:
+                self.stop_watching()
+                return
+            os._exit(1)
+        if ev & (select.POLLHUP | select.POLLERR):
+            os._exit(1)
+
+    def stop_watching(self) -> None:
+        """End :meth:`die_with_peer` and close the channel; idempotent.  Before the init
+        execs the program, too (``run`` opens exec.fifo ahead, so COMMITTED may not have come
+        yet): no SIGIO may reach the program, whose disposition exec resets to "terminate" —
+        O_ASYNC goes first, then a SIGIO already pending is discarded (SIG_IGN drops it)."""
+        import _signal
+        import fcntl
+        fd = self.sock.fileno()
+        if fd < 0:
+            return
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+        _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGIO, _signal.SIG_DFL)
         self.sock.close()
 
     def send(self, name: str, fds: list[int] | None = None, **fields) -> None:

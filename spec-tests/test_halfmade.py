@@ -110,9 +110,13 @@ def test_sigkill_then_delete_leaves_nothing(runtime, tmp_path, stage):
         proc.kill()
         proc.wait(timeout=TIMEOUT)
         res = runtime("state", cid)
-        if STAGES[stage][0]:
-            # the hook still runs: the state says what is true, not "stopped"
+        if STAGES[stage][0] in ("prestart", "createRuntime"):
+            # the hook (create's child) still runs: the state says what is true, not "stopped"
             assert res.rc == 0 and json.loads(res.out)["status"] == "creating", res
+        elif STAGES[stage][0]:
+            # a createContainer hook is the init's: the init exits when create's end of the
+            # setup channel closes, and its pid namespace takes the hook with it
+            assert res.rc == 0 and json.loads(res.out)["status"] in ("creating", "stopped"), res
         res = runtime("delete", "-f", cid)
         assert res.rc == 0 or "does not exist" in res.err, res
         assert leftovers(runtime, marker) == {"processes": [], "cgroups": [], "state": [],
@@ -201,3 +205,74 @@ def test_a_state_directory_without_state_is_deleted(runtime):
     assert runtime("state", cid).rc == 1
     runtime("delete", cid, check=True)
     assert not os.path.exists(os.path.join(runtime.root, cid))
+
+
+# --- the debug stop point: every stage, deterministically --------------------------------------
+
+DEBUG_STAGES = ["claimed", "cgroup", "rootfs", "init", "ready"]
+
+
+def _start_stopped_create(runtime, tmp_path, stage: str):
+    """``pyrunc create`` blocked at ``stage`` (PYRUNC_DEBUG_STOP_AT, see pyrunc.debugstop),
+    its cgroup under a parent no other container uses: the parents must go too."""
+    note = tmp_path / "stopped"
+    cfg = base_config(["sleep", "300"])
+    cid = runtime.new_id()
+    cfg["linux"]["cgroupsPath"] = f"/{runtime.prefix}-parent/sub/{cid}"
+    bundle = runtime.bundle(cfg)
+    env = dict(os.environ, PYRUNC_DEBUG_STOP_AT=stage, PYRUNC_DEBUG_STOP_NOTE=str(note),
+               PYRUNC_TEST_MARK=runtime.prefix)
+    proc = subprocess.Popen([PYRUNC, "--root", runtime.root, "create", "--bundle", bundle, cid],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    wait_for(lambda: note.exists() and note.read_text().startswith(stage), f"stage {stage}")
+    return cid, proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("stage", DEBUG_STAGES)
+def test_killed_at_each_debug_stage(runtime, tmp_path, stage, sig):
+    """SIGKILL: ``delete -f`` finishes it; SIGTERM: create tears itself down (exit 143).  No
+    process, cgroup (every v1 hierarchy, the unified one, the parents made for it), mount or
+    state directory stays.  ``cgroup`` is the window where the v1 parents are made but not yet
+    recorded as made: they were claimed in the first record, so delete finds them."""
+    cid, proc = _start_stopped_create(runtime, tmp_path, stage)
+    try:
+        if stage != "claimed":      # something was made in some hierarchy: the test sees it
+            assert cgroup_leftovers(runtime.prefix)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=TIMEOUT)
+        if sig == signal.SIGKILL:
+            assert runtime("state", cid).rc == 0
+            res = runtime("delete", "-f", cid)
+            assert res.rc == 0, res
+        else:
+            assert rc == 128 + sig
+        assert runtime("state", cid).rc == 1
+        assert leftovers(runtime, runtime.prefix) == {"processes": [], "cgroups": [],
+                                                      "state": [], "mounts": []}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _marked(marker: str) -> list[str]:
+    return [p for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
+            and _alive(p) and _environ_has(p, marker.encode())]
+
+
+def test_the_init_exits_with_its_create(runtime, tmp_path):
+    """An init blocked in setup (here in its rootfs stage) whose create is SIGKILLed exits by
+    itself — engines read the pipes it holds to their end — and delete finishes the rest."""
+    cid, proc = _start_stopped_create(runtime, tmp_path, "rootfs")
+    try:
+        assert len(_marked(runtime.prefix)) == 2        # create and its init
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+        wait_for(lambda: not _marked(runtime.prefix), "the init to exit")
+        runtime("delete", cid, check=True)
+        assert leftovers(runtime, runtime.prefix) == {"processes": [], "cgroups": [],
+                                                      "state": [], "mounts": []}
+    finally:
+        proc.kill()
+        proc.wait()

@@ -28,6 +28,24 @@ class Manager:
         """A JSON-able description for state.json; :func:`pyrunc.cgroups.load_manager` takes it."""
         raise NotImplementedError
 
+    def leaf_dirs(self) -> list[str]:
+        """The container's own directories, one per hierarchy."""
+        raise NotImplementedError
+
+    def claim(self) -> None:
+        """Before anything is made: add to ``created`` every directory that ``make_clone_dir``
+        and ``create`` will make (each leaf and its missing parents, top first).
+
+        The caller records :meth:`to_state` (state.json, written atomically) before the first
+        mkdir, so a create killed between a mkdir and its next record leaves nothing that a
+        later ``destroy`` does not know of.  A claimed directory that is never made costs
+        ``destroy`` an ENOENT; one another container made meanwhile is removed only if empty,
+        as any parent ``create`` made (:func:`remove_created_parents`)."""
+        for leaf in self.leaf_dirs():
+            for d in missing_dirs(leaf):
+                if d not in self.created:
+                    self.created.append(d)
+
     def create(self, resources: dict | None, devices: list | None = None) -> None:
         """Make the cgroup(s) and apply ``linux.resources`` (raw dict) and the device rules
         (default deny, the config's rules, an allow rule per node of ``devices`` — raw
@@ -69,7 +87,7 @@ class Manager:
                 raise CgroupError(f"cgroup: {d} already has processes in it")
             if files.read_or(d, "cgroup.freeze", "0").strip() == "1":
                 raise CgroupError(f"cgroup: {d} is frozen")
-        created: list[str] = []
+        created = list(self.created)    # (what claim() recorded, and what is made now)
         make_dirs(d, created)
         self.created = created
         self.cloning = True
@@ -133,22 +151,29 @@ class Manager:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+def missing_dirs(path: str) -> list[str]:
+    """``path`` and its ancestors that do not exist yet, top first."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    return missing[::-1]
+
+
 def make_dirs(path: str, created: list[str]) -> None:
-    """``mkdir -p path``, appending each directory it made (top first) to ``created``.
+    """``mkdir -p path``, appending each directory it made (top first) to ``created`` unless it
+    is there already (claimed, see :meth:`Manager.claim`).
 
     A parent another container is removing at the same moment can vanish between our mkdirs:
     ENOENT is retried a few times."""
     for _ in range(5):
-        missing = []
-        p = path
-        while not os.path.isdir(p):
-            missing.append(p)
-            p = os.path.dirname(p)
         try:
-            for d in reversed(missing):
+            for d in missing_dirs(path):
                 try:
                     os.mkdir(d, 0o755)
-                    created.append(d)
+                    if d not in created:
+                        created.append(d)
                 except FileExistsError:
                     pass
             return

@@ -100,6 +100,9 @@ class V2Manager(base.Manager):
                 "created": self.created,
                 "devices": [list(n) for n in self.nodes]}
 
+    def leaf_dirs(self) -> list[str]:
+        return [self.path]
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     # Rootless (pyrunc/rootless.py) sets this: loading the device filter (eBPF) needs
