@@ -24,7 +24,8 @@ def add_run_options(p) -> None:
                    "without it a container has a namespace of its own with loopback only, "
                    "unless -p asks for the bridge network ($PYRUNC_CTL_NETWORK sets a default)")
     p.add_argument("-p", "--publish", action="append", default=[],
-                   help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]")
+                   help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]; HOST and "
+                   "CONTAINER may be ranges (8000-8002:80-82)")
     p.add_argument("--dns", action="append", default=[], help="a resolver for /etc/resolv.conf")
 
 
