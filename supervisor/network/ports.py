@@ -5,10 +5,10 @@ parsed as docker parses them (go-connections' ``ParsePortSpec``): ranges of equa
 by port; a host range with a single container port means "one free host port of that range";
 a container range without a host port gets a random host port for each. Without a host port the
 port is chosen at random from ``RANDOM_RANGE``, avoiding ports published by other containers and
-ports in use in the daemon's network namespace. The mapping reaches the container through the portmap
-plugin (capability ``portMappings``: DNAT from any local address, 127.0.0.1 included, and
-hairpin SNAT), so no proxy process listens on the host port; a port that *something* listens on
-is refused, since the DNAT rule would silently steal its traffic.
+ports in use in the daemon's network namespace. The mapping reaches the container through the
+portmap plugin (capability ``portMappings``: DNAT from any local address, 127.0.0.1 included,
+and hairpin SNAT), so no proxy process listens on the host port; a port that *something* listens
+on is refused, since the DNAT rule would silently steal its traffic.
 """
 from __future__ import annotations
 
