@@ -88,3 +88,61 @@ def test_bad_port_ranges_one_error_nothing_left(netsv, sv_rootfs, containers):
     assert netsv.ctl("ps", "-a", "-q").stdout == ps_before
     assert netsv.leftovers() == before
     assert len(netsv.iptables_lines()) == rules
+
+
+def own_rules(netsv) -> list[str]:
+    """iptables rules in the daemon's namespace, without the chains shared by all networks (made
+    once, on first use, and kept: docs/network.md)."""
+    shared = re.compile(r"^(\*|COMMIT|:|-A FORWARD -j PYRUNC-FORWARD$"
+                        r"|-A PYRUNC-FORWARD -j PYRUNC-ISOLATION-1$)")
+    return [line for line in netsv.iptables_lines() if not shared.match(line)]
+
+
+# 50 containers at once on one network (the issue's case; bench/network.py measures its time).
+MANY = int(os.environ.get("SV_NETWORK_MANY", "50"))
+
+
+def test_fifty_containers_on_one_network(netsv, sv_rootfs):
+    """MANY containers started concurrently on one user-defined network: distinct addresses;
+    each reaches the next by name (a ring: every one sends and answers), one more reaches all
+    by address; after removal nothing is left: veths, namespace mounts, IPAM leases, records,
+    files, iptables rules."""
+    net = "many" + secrets.token_hex(3)
+    rules = own_rules(netsv)
+    netsv.ctl("network", "create", "--subnet", "10.77.200.0/24", net)
+    before = netsv.leftovers()
+    tag = secrets.token_hex(3)
+    names = [f"m{tag}-{i}" for i in range(MANY)]
+    ring = ("ip -o -4 addr show eth0; i=0; until ping -c 1 -W 2 {nxt} >/dev/null 2>&1; do "
+            "i=$((i+1)); [ $i -gt 120 ] && echo unreached && exit 1; sleep 0.5; done; "
+            "echo reached {nxt}; exec sleep 600")
+
+    def start(i):
+        script = ring.format(nxt=names[(i + 1) % MANY])
+        return netsv.run_container(sv_rootfs, ["sh", "-c", script],
+                                   {NET: net, "io.pyrunc.network.aliases": names[i]},
+                                   cid=netsv.id("many"))
+    made = []
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            made += pool.map(start, range(MANY))
+        ips = [netsv.ip_of(cid) for cid in made]
+        assert len(set(ips)) == MANY
+        for i, cid in enumerate(made):
+            wait_for(lambda: "reached" in netsv.output(cid) or "unreached" in netsv.output(cid),
+                     120, what=f"{names[i]} pinging its neighbour")
+            assert f"reached {names[(i + 1) % MANY]}" in netsv.output(cid), netsv.output(cid)
+        script = " && ".join(f"ping -c 1 -W 5 {ip} >/dev/null" for ip in ips) + " && echo all"
+        last = netsv.run_container(sv_rootfs, ["sh", "-c", script], {NET: net})
+        made.append(last)
+        code, out = netsv.finish(last)
+        assert code == 0 and "all" in out, out
+        assert len(netsv.leftovers()["veths"]) == len(before["veths"]) + MANY + 1
+    finally:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(netsv.remove, made))
+    assert netsv.leftovers() == before  # veths, netns mounts, IPAM leases, records, files
+    assert not [line for line in netsv.iptables_lines()
+                if any(re.search(rf"\b{re.escape(ip)}\b", line) for ip in ips)]
+    netsv.ctl("network", "rm", net)
+    assert own_rules(netsv) == rules
