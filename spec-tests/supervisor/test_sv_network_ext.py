@@ -7,6 +7,7 @@ iptables chains (IPv4 and IPv6) are the same afterwards.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -90,12 +91,15 @@ def test_bad_port_ranges_one_error_nothing_left(netsv, sv_rootfs, containers):
     assert len(netsv.iptables_lines()) == rules
 
 
-def own_rules(netsv) -> list[str]:
-    """iptables rules in the daemon's namespace, without the chains shared by all networks (made
-    once, on first use, and kept: docs/network.md)."""
+def own_rules(netsv, tool: str = "iptables-save") -> list[str]:
+    """iptables (or ip6tables) rules in the daemon's namespace, without the chains shared by all
+    networks and containers (ours and portmap's: made once, on first use, and kept)."""
     shared = re.compile(r"^(\*|COMMIT|:|-A FORWARD -j PYRUNC-FORWARD$"
-                        r"|-A PYRUNC-FORWARD -j PYRUNC-ISOLATION-1$)")
-    return [line for line in netsv.iptables_lines() if not shared.match(line)]
+                        r"|-A PYRUNC-FORWARD -j PYRUNC-ISOLATION-1$"
+                        r"|-A (PREROUTING|OUTPUT|POSTROUTING) .*-j CNI-HOSTPORT-(DNAT|MASQ)$"
+                        r"|-A CNI-HOSTPORT-(MASQ|SETMARK) )")
+    return [line for line in netsv.netns.run(tool).splitlines()
+            if line and not line.startswith("#") and not shared.match(line)]
 
 
 # 50 containers at once on one network (the issue's case; bench/network.py measures its time).
@@ -146,3 +150,150 @@ def test_fifty_containers_on_one_network(netsv, sv_rootfs):
                 if any(re.search(rf"\b{re.escape(ip)}\b", line) for ip in ips)]
     netsv.ctl("network", "rm", net)
     assert own_rules(netsv) == rules
+
+
+# -- IPv6 ----------------------------------------------------------------------------------------
+
+# A server in the "outside" namespace: answers every HTTP request with the peer's address (what
+# the outside world sees of a container: masqueraded, the daemon namespace's address).
+PEER_SERVER = r"""
+import socket, sys, threading
+def serve(family, addr):
+    s = socket.socket(family); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, 8080)); s.listen(16)
+    while True:
+        c, peer = s.accept()
+        with c:
+            c.recv(4096)
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\npeer=" +
+                      peer[0].encode() + b"\n")
+threading.Thread(target=serve, args=(socket.AF_INET6, "fd99::2"), daemon=True).start()
+threading.Thread(target=serve, args=(socket.AF_INET, "10.123.99.2"), daemon=True).start()
+print("ok", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def outside(netsv):
+    """Another namespace, linked to the daemon's by a veth pair (fd99::1 / 10.123.99.1 on the
+    daemon's side, fd99::2 / 10.123.99.2 outside), with PEER_SERVER on port 8080: the world
+    beyond the daemon's namespace, as the containers' masqueraded traffic reaches it."""
+    from test_sv_network import NetNS
+    out = NetNS()
+    tag = secrets.token_hex(3)
+    inner, outer = "vi" + tag, "vo" + tag
+    proc = None
+    try:
+        netsv.netns.run("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
+        netsv.netns.run("ip", "link", "set", outer, "netns", out.name)
+        for ns, dev, six, four in ((netsv.netns, inner, "fd99::1", "10.123.99.1"),
+                                   (out, outer, "fd99::2", "10.123.99.2")):
+            ns.run("ip", "addr", "add", f"{six}/64", "dev", dev, "nodad")
+            ns.run("ip", "addr", "add", f"{four}/24", "dev", dev)
+            ns.run("ip", "link", "set", dev, "up")
+        proc = subprocess.Popen(["nsenter", f"--net={out.path}", "python3", "-c", PEER_SERVER],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ok"
+        yield out
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        netsv.netns.run("ip", "link", "del", inner, check=False)
+        out.delete()
+
+
+def _ips(netsv, cid) -> tuple[str, str]:
+    info = json.loads(netsv.ctl("inspect", cid).stdout)[0]["NetworkSettings"]
+    return info["IPAddress"], info["GlobalIPv6Address"]
+
+
+def _wget(netsv, net, url, tries=30) -> tuple[int, str]:
+    res = netsv.ctl("run", "--rm", "--network", net, netsv_rootfs(netsv), "sh", "-c",
+                    f"for i in $(seq {tries}); do timeout 5 wget -q -O - '{url}' && exit 0; "
+                    "sleep 0.5; done; exit 1", check=False, timeout=120)
+    return res.returncode, res.stdout + res.stderr
+
+
+def netsv_rootfs(netsv):
+    return netsv.rootfs_path
+
+
+def test_ipv6_dual_stack_network(netsv, sv_rootfs, outside):
+    """network create --ipv6: containers get an IPv4 and an IPv6 address, reach each other
+    over IPv6 (and by name: AAAA), reach the outside masqueraded in both families, are isolated
+    from another network over IPv6 too, and publish ports over IPv6 (from the daemon's
+    namespace's IPv6 addresses); after removal no IPv6 rule is left."""
+    netsv.rootfs_path = sv_rootfs
+    v4_rules, v6_rules = own_rules(netsv), own_rules(netsv, "ip6tables-save")
+    a, b = "six" + secrets.token_hex(3), "sixb" + secrets.token_hex(3)
+    sub_a = f"fd77:{secrets.randbelow(0xffff):x}::/64"
+    netsv.ctl("network", "create", "--ipv6", "--subnet", sub_a, a)
+    netsv.ctl("network", "create", "--ipv6", b)   # a unique local /64 of its own
+    made = []
+    try:
+        info = json.loads(netsv.ctl("network", "inspect", a).stdout)[0]
+        assert info["EnableIPv6"] is True
+        subnets = [c["Subnet"] for c in info["IPAM"]["Config"]]
+        assert sub_a in subnets and any("." in s for s in subnets), subnets
+        port = 31000 + secrets.randbelow(3000)
+        d = secrets.token_hex(4)
+        srv = netsv.ctl("run", "-d", "--name", "six" + d, "--network", a, "-p", f"{port}:80",
+                        sv_rootfs, "sh", "-c", f"mkdir -p /tmp/{d} && echo v6-ok > "
+                        f"/tmp/{d}/index.html && exec httpd -f -p 80 -h /tmp/{d}").stdout.strip()
+        made.append(srv)
+        ip4, ip6 = _ips(netsv, srv)
+        assert ipaddress.ip_address(ip6) in ipaddress.ip_network(sub_a) and ip4
+        code, out = _wget(netsv, a, f"http://[{ip6}]/")
+        assert code == 0 and "v6-ok" in out, out
+        res = netsv.ctl("run", "--rm", "--network", a, sv_rootfs, "nslookup", "-type=aaaa",
+                        "six" + d, check=False)
+        assert ip6 in res.stdout, res.stdout + res.stderr
+        # another network, IPv6 too: isolated
+        code, out = _wget(netsv, b, f"http://[{ip6}]/", tries=2)
+        assert code != 0 and "v6-ok" not in out, out
+        # the outside sees the daemon namespace's addresses (masquerade), in both families
+        code, out = _wget(netsv, a, "http://[fd99::2]:8080/")
+        assert code == 0 and "peer=fd99::1" in out, out
+        code, out = _wget(netsv, a, "http://10.123.99.2:8080/")
+        assert code == 0 and "peer=10.123.99.1" in out, out
+        # published over IPv6: from the daemon's namespace (its address on the outside link)
+        # and from the outside namespace (DNAT in PREROUTING)
+        assert "v6-ok" in _get(netsv, "fd99::1", port)
+        body = wait_for(lambda: outside.run("timeout", "5", "busybox", "wget", "-q", "-O", "-",
+                                            f"http://[fd99::1]:{port}/", check=False),
+                        60, step=0.3, what="the published port from outside over IPv6")
+        assert "v6-ok" in body
+        assert any(ip6 in line for line in own_rules(netsv, "ip6tables-save"))
+    finally:
+        for cid in made:
+            netsv.ctl("rm", "-f", cid, check=False)
+        netsv.ctl("network", "rm", a, b, check=False)
+    assert own_rules(netsv) == v4_rules
+    assert own_rules(netsv, "ip6tables-save") == v6_rules
+
+
+def test_ipv6_bad_input_one_error_nothing_made(netsv):
+    name = "sixbad" + secrets.token_hex(3)
+    sub = f"fd66:{secrets.randbelow(0xffff):x}::/64"
+    netsv.ctl("network", "create", "--ipv6", "--subnet", sub, name)
+    made = [name]
+    try:
+        for args, text in (
+                (["--subnet", "fd55::/64"], "needs --ipv6"),
+                (["--ipv6", "--subnet", "fd55::/64", "--subnet", "fd56::/64"],
+                 "at most one IPv4 and one IPv6"),
+                (["--ipv6", "--subnet", sub.replace("::/64", "::1:0:0:0/80")], "overlaps"),
+                (["--ipv6", "--subnet", "fd55::1/64"], "subnet"),
+                (["--ipv6", "--subnet", "fd55::/64", "--gateway", "fd56::1"], "gateway"),
+                (["--ipv6", "--gateway", "fd56::1"], "IPv6 --gateway needs an IPv6 --subnet")):
+            other = "x" + secrets.token_hex(3)
+            made.append(other)
+            res = netsv.ctl("network", "create", *args, other, check=False)
+            assert res.returncode == 1 and text in res.stderr, (args, res.stderr)
+            assert other not in netsv.ctl("network", "ls").stdout
+    finally:
+        netsv.ctl("network", "rm", *made, check=False)

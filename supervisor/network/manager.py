@@ -368,7 +368,8 @@ class NetworkManager:
                 "netns": rec.get("netns", ""), "ips": ips_of(rec.get("result")),
                 "mac": mac_of(rec.get("result"), rec.get("netns", "")),
                 "ports": list(rec.get("ports") or []), "hostname": rec.get("hostname", ""),
-                "gateway": _gateway(rec.get("result"))}
+                "gateway": _gateway(rec.get("result")),
+                "gateway6": _gateway(rec.get("result"), 6)}
 
     def attached_to(self, name: str) -> list[dict]:
         return [r for r in self.records.values() if r.get("network") == name]
@@ -396,10 +397,11 @@ class NetworkManager:
         return out
 
     async def create_network(self, name: str, subnet="", gateway="", options=None,
-                             labels=None) -> dict:
+                             labels=None, ipv6=False, subnet6="", gateway6="") -> dict:
         routes = await asyncio.to_thread(self.host_routes)
         async with self.lock:
-            return self.configs.create(name, subnet, gateway, options, labels, routes=routes)
+            return self.configs.create(name, subnet, gateway, options, labels, routes=routes,
+                                       ipv6=ipv6, subnet6=subnet6, gateway6=gateway6)
 
     def networks(self) -> list[dict]:
         return [conf for _, (_, conf) in sorted(self.configs.all().items())]
@@ -444,9 +446,9 @@ def _chain(conflist: dict, ports: list) -> dict:
                                    if p.get("type") not in optional])
 
 
-def _gateway(result) -> str:
+def _gateway(result, version: int = 4) -> str:
     for ip in (result or {}).get("ips") or []:
-        if ip.get("gateway"):
+        if ip.get("gateway") and (":" in ip["gateway"]) == (version == 6):
             return ip["gateway"]
     return ""
 
