@@ -8,7 +8,10 @@ and any containerd client work), read at task create:
                                 container's namespace, the way a pod's containers share one);
                                 absent: the spec is used as it is (containerd's behaviour)
     io.pyrunc.network.ports     comma-separated ``-p`` strings: ``[IP:][HOST:]CONTAINER[/proto]``
-    io.pyrunc.network.dns       comma-separated resolver addresses for /etc/resolv.conf
+                                (HOST and CONTAINER: ports or ranges, ``8000-8002:80-82``)
+    io.pyrunc.network.dns       comma-separated resolver addresses: for /etc/resolv.conf, or the
+                                upstreams of the container's resolver (user-defined networks)
+    io.pyrunc.network.aliases   more names peers resolve it by (pyrunc-ctl: the docker name)
 
 Attaching (``attach``, before the runtime creates the container):
 

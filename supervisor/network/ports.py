@@ -98,13 +98,23 @@ def _overlap(a: dict, b: dict) -> bool:
 
 def in_use(mapping: dict) -> bool:
     """Whether binding the host address/port fails in the daemon's namespace (a listener or a
-    bound socket is there)."""
-    ip = mapping["hostIP"] or "0.0.0.0"
+    bound socket is there). Without a host IP the mapping covers both families (portmap DNATs
+    IPv6 too for a dual-stack container): 0.0.0.0 and [::] (IPv6 only) are both tried."""
+    ips = [mapping["hostIP"]] if mapping["hostIP"] else ["0.0.0.0", "::"]
+    return any(_bind_fails(ip, mapping) for ip in ips)
+
+
+def _bind_fails(ip: str, mapping: dict) -> bool:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     kind = socket.SOCK_STREAM if mapping["protocol"] == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(family, kind)
+    try:
+        s = socket.socket(family, kind)
+    except OSError:  # no IPv6 in this kernel: nothing can listen there
+        return False
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         s.bind((ip, mapping["hostPort"]))
         return False
     except OSError:
