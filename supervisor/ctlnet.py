@@ -1,6 +1,7 @@
 """pyrunc-ctl's network commands and ``run`` options, with docker's flag names and output shapes.
 
-    pyrunc-ctl network create [--subnet CIDR] [--gateway IP] [-o KEY=VALUE] [--label K=V] NAME
+    pyrunc-ctl network create [--ipv6] [--subnet CIDR]... [--gateway IP]... [-o KEY=VALUE]
+                              [--label K=V] NAME
     pyrunc-ctl network ls | network inspect NAME... | network rm NAME...
     pyrunc-ctl run --network NAME|host|none|container:ID -p [IP:][HOST:]CONTAINER[/proto]
                    --dns IP --hostname NAME ...
@@ -24,7 +25,8 @@ def add_run_options(p) -> None:
                    "without it a container has a namespace of its own with loopback only, "
                    "unless -p asks for the bridge network ($PYRUNC_CTL_NETWORK sets a default)")
     p.add_argument("-p", "--publish", action="append", default=[],
-                   help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]")
+                   help="publish a port: [IP:][HOST:]CONTAINER[/tcp|udp]; HOST and "
+                   "CONTAINER may be ranges (8000-8002:80-82)")
     p.add_argument("--dns", action="append", default=[], help="a resolver for /etc/resolv.conf")
 
 
@@ -36,8 +38,10 @@ def add_commands(table: dict) -> None:
 def _setup_network(p) -> None:
     nsub = p.add_subparsers(dest="net_cmd", required=True)
     c = nsub.add_parser("create", help="create a bridge network")
-    c.add_argument("--subnet", default="")
-    c.add_argument("--gateway", default="")
+    c.add_argument("--subnet", action="append", default=[],
+                   help="an IPv4 and/or (with --ipv6) an IPv6 subnet")
+    c.add_argument("--gateway", action="append", default=[])
+    c.add_argument("--ipv6", action="store_true", help="dual stack: IPv6 besides IPv4")
     c.add_argument("-d", "--driver", default="bridge", choices=["bridge"])
     c.add_argument("-o", "--opt", action="append", default=[], help="bridge=NAME, mtu=N")
     c.add_argument("--label", action="append", default=[])
@@ -109,9 +113,12 @@ class Networks:
 def cmd_network(ctl, a) -> int:
     nets = Networks(ctl)
     if a.net_cmd == "create":
-        req = nets.pb.CreateNetworkRequest(name=a.name, subnet=a.subnet, gateway=a.gateway,
+        (subnet, subnet6), (gateway, gateway6) = _by_family(a.subnet, "--subnet"), \
+            _by_family(a.gateway, "--gateway")
+        req = nets.pb.CreateNetworkRequest(name=a.name, subnet=subnet, gateway=gateway,
                                            options=_pairs(a.opt, "option"),
-                                           labels=_pairs(a.label, "label"))
+                                           labels=_pairs(a.label, "label"), ipv6=a.ipv6,
+                                           subnet6=subnet6, gateway6=gateway6)
         print(nets.stub.Create(req).network.id)
     elif a.net_cmd == "ls":
         from supervisor.ctlbase import print_table
@@ -129,16 +136,27 @@ def cmd_network(ctl, a) -> int:
     return 0
 
 
+def _by_family(values: list[str], flag: str) -> tuple[str, str]:
+    """(the IPv4 value, the IPv6 value) of a repeated flag: at most one of each."""
+    from supervisor.ctlbase import CtlError
+    v4 = [v for v in values if ":" not in v]
+    v6 = [v for v in values if ":" in v]
+    if len(v4) > 1 or len(v6) > 1:
+        raise CtlError(f"{flag}: at most one IPv4 and one IPv6 value")
+    return (v4[0] if v4 else ""), (v6[0] if v6 else "")
+
+
 def docker_network(n, names: dict | None = None) -> dict:
     """``docker network inspect``'s shape."""
     return {
-        "Name": n.name, "Id": n.id, "Scope": "local", "Driver": n.driver,
+        "Name": n.name, "Id": n.id, "Scope": "local", "Driver": n.driver, "EnableIPv6": n.ipv6,
         "IPAM": {"Driver": "host-local", "Config": [
             {"Subnet": s, **({"Gateway": g} if g else {})}
             for s, g in zip(n.subnets, list(n.gateways) + [""] * len(n.subnets))]},
         "Containers": {e.container_id: {
             "Name": (names or {}).get(e.container_id, e.container_id), "Namespace": e.namespace, "MacAddress": e.mac,
-            "IPv4Address": ", ".join(e.ips)} for e in n.endpoints},
+            "IPv4Address": ", ".join(ip for ip in e.ips if ":" not in ip),
+            "IPv6Address": ", ".join(ip for ip in e.ips if ":" in ip)} for e in n.endpoints},
         "Options": dict(n.options), "Labels": dict(n.labels),
         "ConfigList": json.loads(n.conflist or "{}"),
     }
@@ -153,10 +171,13 @@ def network_settings(ctl, cid: str) -> dict | None:
     for m in att.ports:
         ports.setdefault(f"{m.container_port}/{m.protocol}", []).append(
             {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
-    ip = att.ips[0] if att.ips else ""
+    ip = next((i for i in att.ips if ":" not in i), "")
+    ip6 = next((i for i in att.ips if ":" in i), "")
     return {"NetworkMode": att.mode, "SandboxKey": att.netns, "IPAddress": ip,
-            "Gateway": att.gateway, "MacAddress": att.mac, "Ports": ports,
+            "Gateway": att.gateway, "GlobalIPv6Address": ip6, "IPv6Gateway": att.gateway6,
+            "MacAddress": att.mac, "Ports": ports,
             "Networks": {att.network: {"IPAddress": ip, "Gateway": att.gateway,
+                                       "GlobalIPv6Address": ip6, "IPv6Gateway": att.gateway6,
                                        "MacAddress": att.mac, "IPAddresses": list(att.ips)}}
             if att.network else {}}
 

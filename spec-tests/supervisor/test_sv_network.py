@@ -43,7 +43,7 @@ def _need(tool: str) -> str:
 # iptables chains and rules. Only these are compared (other engineers' tests may come and go on
 # the host meanwhile; CI runs one suite at a time, where nothing else changes either).
 OURS = re.compile(r"pyr|veth|broken0|slow0|\b10\.(?:88|89|77|66|55|44|33|34|123)\.|CNI|PYRUNC"
-                  r"|pyrunc|svtnet|^d[0-9a-f]{6}$")
+                  r"|pyrunc|svtnet|^d[0-9a-f]{6}$|\bfd[0-9a-f]{2}:|^v[io][0-9a-f]{6}$")
 
 
 def _host_state() -> dict:
@@ -52,9 +52,10 @@ def _host_state() -> dict:
         return subprocess.run(cmd, capture_output=True, text=True).stdout
     links = [line.split(":")[1].strip().split("@")[0]
              for line in out("ip", "-o", "link", "show").splitlines()]
-    routes = out("ip", "route", "show", "table", "all").splitlines()
-    rules = [line.split(" [")[0] for line in out("iptables-save").splitlines()
-             if line.startswith((":", "-"))]
+    routes = (out("ip", "route", "show", "table", "all")
+              + out("ip", "-6", "route", "show", "table", "all")).splitlines()
+    rules = [f"{tool}: " + line.split(" [")[0] for tool in ("iptables-save", "ip6tables-save")
+             for line in out(tool).splitlines() if line.startswith((":", "-"))]
     return {what: sorted(x for x in items if OURS.search(x))
             for what, items in (("links", links), ("routes", routes), ("iptables", rules))}
 

@@ -26,7 +26,7 @@ def network_pb(conf: dict, attached: list[dict]) -> pb.Network:
         subnets=[str(s) for s in config.subnets_of(conf)], gateways=config.gateways_of(conf),
         options={k: str(v) for k, v in (meta.get("options") or {}).items()},
         labels={k: str(v) for k, v in (meta.get("labels") or {}).items()},
-        conflist=json.dumps(conf))
+        conflist=json.dumps(conf), ipv6=bool(meta.get("ipv6")))
     for rec in sorted(attached, key=lambda r: (r["namespace"], r["id"])):
         msg.endpoints.append(pb.Endpoint(
             namespace=rec["namespace"], container_id=rec["id"], ips=ips_of(rec.get("result")),
@@ -44,7 +44,8 @@ class Networks(grpc_pb.NetworksServicer):
     @rpc
     async def Create(self, request, context):
         conf = await self.mgr.create_network(request.name, request.subnet, request.gateway,
-                                              dict(request.options), dict(request.labels))
+                                              dict(request.options), dict(request.labels),
+                                              request.ipv6, request.subnet6, request.gateway6)
         return pb.CreateNetworkResponse(network=self._pb(conf))
 
     @rpc
@@ -68,7 +69,7 @@ class Networks(grpc_pb.NetworksServicer):
         return pb.AttachmentResponse(
             container_id=request.container_id, mode=info["mode"], network=info["network"],
             netns=info["netns"], ips=info["ips"], mac=info["mac"], gateway=info["gateway"],
-            hostname=info["hostname"],
+            hostname=info["hostname"], gateway6=info["gateway6"],
             ports=[pb.PortMapping(host_ip=m["hostIP"], host_port=m["hostPort"],
                                   container_port=m["containerPort"], protocol=m["protocol"])
                    for m in info["ports"]])

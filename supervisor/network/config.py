@@ -19,6 +19,12 @@ the host's /var/lib/cni is never touched and a test's daemon has a store of its 
 
 Subnets: a new network's subnet may not overlap another network's or a route of the daemon's
 network namespace (``routes`` is passed in: the caller reads it with netlink).
+
+Dual stack (``network create --ipv6``): an IPv4 subnet (given, or the first free 10.89.x.0/24)
+and an IPv6 one (given, or a /64 of a unique local prefix derived from the network's id,
+fdXX:XXXX:XXXX::/64 as RFC 4193 makes them) as two host-local ranges, so every container gets one
+address of each, with a default route of each family; rules.py keeps the IPv6 rules with
+ip6tables. The default ``bridge`` network is IPv4 only, as docker's.
 """
 from __future__ import annotations
 
@@ -48,15 +54,20 @@ def bridge_name(name: str) -> str:
 
 
 def bridge_conflist(name: str, subnet: str, gateway: str = "", options: dict | None = None,
-                    labels: dict | None = None) -> dict:
-    net = ipaddress.ip_network(subnet)
-    rng = {"subnet": str(net)}
-    if gateway:
-        rng["gateway"] = gateway
+                    labels: dict | None = None, subnet6: str = "", gateway6: str = "") -> dict:
+    ranges, routes = [], []
+    for net, gw in ((subnet, gateway), (subnet6, gateway6)):
+        if not net:
+            continue
+        rng = {"subnet": str(ipaddress.ip_network(net))}
+        if gw:
+            rng["gateway"] = gw
+        ranges.append([rng])
+        routes.append({"dst": "0.0.0.0/0" if ipaddress.ip_network(net).version == 4
+                       else "::/0"})
     bridge = {"type": "bridge", "bridge": (options or {}).get("bridge") or bridge_name(name),
               "isGateway": True, "ipMasq": False, "hairpinMode": True,
-              "ipam": {"type": "host-local", "ranges": [[rng]],
-                       "routes": [{"dst": "0.0.0.0/0" if net.version == 4 else "::/0"}]}}
+              "ipam": {"type": "host-local", "ranges": ranges, "routes": routes}}
     if (options or {}).get("mtu"):
         bridge["mtu"] = int(options["mtu"])
     conf = {"cniVersion": CNI_VERSION, "name": name, "plugins": [
@@ -64,6 +75,8 @@ def bridge_conflist(name: str, subnet: str, gateway: str = "", options: dict | N
     # masquerading, isolation and forwarding are the supervisor's per-network rules (rules.py);
     # portmap runs only for containers that publish ports
     meta = {"id": network_id(name), "driver": "bridge", "optional": ["portmap"]}
+    if subnet6:
+        meta["ipv6"] = True
     if options:
         meta["options"] = dict(options)
     if labels:
@@ -111,11 +124,19 @@ def check_name(name: str) -> None:
         raise InvalidArgument(f"network name {name!r} is reserved")
 
 
-def parse_subnet(subnet: str, gateway: str):
+def ula_subnet(name: str) -> str:
+    """A /64 of the unique local prefix fdXX:XXXX:XXXX::/48 derived from the network's name."""
+    g = bytes.fromhex(hashlib.sha256(b"pyrunc-ula " + name.encode()).hexdigest()[:10])
+    return str(ipaddress.IPv6Network((b"\xfd" + g + bytes(10), 64)))
+
+
+def parse_subnet(subnet: str, gateway: str, version: int | None = None):
     try:
         net = ipaddress.ip_network(subnet, strict=True)
     except ValueError as e:
         raise InvalidArgument(f"subnet {subnet!r}: {e}") from None
+    if version and net.version != version:
+        raise InvalidArgument(f"subnet {subnet}: not an IPv{version} subnet")
     if net.num_addresses < 4:
         raise InvalidArgument(f"subnet {subnet}: too small (at least a /30 or /126)")
     if gateway:
@@ -126,6 +147,12 @@ def parse_subnet(subnet: str, gateway: str):
         if gw not in net or gw in (net.network_address, net.broadcast_address):
             raise InvalidArgument(f"gateway {gateway}: not a host address of {subnet}")
     return net
+
+
+def _check_free(net, text: str, taken) -> None:
+    for owner, other in taken:
+        if net.version == other.version and net.overlaps(other):
+            raise InvalidArgument(f"subnet {text} overlaps {other} of {owner}")
 
 
 class Configs:
@@ -179,24 +206,36 @@ class Configs:
         return conf
 
     def create(self, name: str, subnet: str = "", gateway: str = "", options=None,
-               labels=None, routes=()) -> dict:
+               labels=None, routes=(), ipv6: bool = False, subnet6: str = "",
+               gateway6: str = "") -> dict:
+        """A bridge network: IPv4 ``subnet`` (or a free one); with ``ipv6``, dual stack with
+        ``subnet6`` (or a unique local /64)."""
         if name != DEFAULT_NETWORK:
             check_name(name)
+        if subnet and ":" in subnet and not subnet6:  # given as --subnet: an IPv6 one
+            subnet, gateway, subnet6, gateway6 = "", "", subnet, gateway6 or gateway
+        if (subnet6 or gateway6) and not ipv6:
+            raise InvalidArgument("an IPv6 subnet or gateway needs --ipv6")
         existing = self.all()
         if name in existing:
             raise AlreadyExists(f"network with name {name} already exists")
         taken = [(n, s) for n, (_, c) in existing.items() for s in subnets_of(c)]
         taken += [("a route of the host", r) for r in routes]
         if subnet:
-            net = parse_subnet(subnet, gateway)
-            for owner, other in taken:
-                if net.version == other.version and net.overlaps(other):
-                    raise InvalidArgument(f"subnet {subnet} overlaps {other} of {owner}")
+            net = parse_subnet(subnet, gateway, 4)
+            _check_free(net, subnet, taken)
         else:
             if gateway:
                 raise InvalidArgument("--gateway needs --subnet")
             net = self._free_subnet(name, taken)
-        conf = bridge_conflist(name, str(net), gateway, options, labels)
+        net6 = None
+        if ipv6:
+            if gateway6 and not subnet6:
+                raise InvalidArgument("an IPv6 --gateway needs an IPv6 --subnet")
+            net6 = parse_subnet(subnet6 or ula_subnet(name), gateway6, 6)
+            _check_free(net6, str(net6), taken)
+        conf = bridge_conflist(name, str(net), gateway, options, labels,
+                               str(net6) if net6 else "", gateway6)
         path = os.path.join(self.dir, f"{name}.conflist")
         tmp = path + ".tmp"
         with open(tmp, "w") as f:

@@ -1,12 +1,12 @@
 """A container's /etc/hosts, /etc/resolv.conf and /etc/hostname.
 
 The files live in the state directory (``<state>/network/files/<ns>/<id>/``) and are bind-mounted
-over the container's own. /etc/hosts names the container itself and, on a user-defined network,
-every other container attached to it (so they reach each other by name, as on docker's
-user-defined networks); it is rewritten in place (same inode, so the bind mount sees it) when a
-peer joins or leaves. /etc/resolv.conf is the host's without loopback resolvers (they mean
-nothing inside the container's namespace), or the ``--dns`` servers; with no resolver left, the
-container gets none rather than someone else's.
+over the container's own. /etc/hosts names the container itself, not its peers: on a
+user-defined network they are found through the supervisor's resolver (resolver.py), whose
+address is the container's one ``nameserver`` (127.0.0.11). Elsewhere
+/etc/resolv.conf is the host's without loopback resolvers (they mean nothing inside the
+container's namespace), or the ``--dns`` servers; with no resolver left, the container gets none
+rather than someone else's.
 """
 from __future__ import annotations
 
@@ -44,6 +44,37 @@ def resolv_text(dns: list[str], host_file: str = HOST_RESOLV) -> str:
             continue
         out.append(line)
     return "\n".join(out) + "\n" if out else ""
+
+
+def host_nameservers(host_file: str = HOST_RESOLV) -> list[str]:
+    """The host's resolvers without loopback ones: the containers' resolver's upstreams."""
+    try:
+        with open(host_file) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1 and not _loopback(words[1]):
+            out.append(words[1].split("%")[0])
+    return out
+
+
+def resolv_embedded(host_file: str = HOST_RESOLV) -> str:
+    """resolv.conf of a container served by the supervisor's resolver (resolver.py): its address
+    alone, the host's search and options kept, and ``ndots:0`` as docker writes it."""
+    try:
+        with open(host_file) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    out = ["nameserver 127.0.0.11"]
+    out += [line for line in lines if line.split()[:1] in (["search"], ["domain"])]
+    opts = [w for line in lines if line.split()[:1] == ["options"] for w in line.split()[1:]
+            if not w.startswith("ndots:")]
+    out.append("options " + " ".join(["ndots:0", *opts]))
+    return "\n".join(out) + "\n"
 
 
 def _loopback(addr: str) -> bool:

@@ -8,7 +8,10 @@ and any containerd client work), read at task create:
                                 container's namespace, the way a pod's containers share one);
                                 absent: the spec is used as it is (containerd's behaviour)
     io.pyrunc.network.ports     comma-separated ``-p`` strings: ``[IP:][HOST:]CONTAINER[/proto]``
-    io.pyrunc.network.dns       comma-separated resolver addresses for /etc/resolv.conf
+                                (HOST and CONTAINER: ports or ranges, ``8000-8002:80-82``)
+    io.pyrunc.network.dns       comma-separated resolver addresses: for /etc/resolv.conf, or the
+                                upstreams of the container's resolver (user-defined networks)
+    io.pyrunc.network.aliases   more names peers resolve it by (pyrunc-ctl: the docker name)
 
 Attaching (``attach``, before the runtime creates the container):
 
@@ -16,7 +19,9 @@ Attaching (``attach``, before the runtime creates the container):
    everything DEL needs: the conflist as it is used, the namespace path, the ports;
 2. the namespace is created and bind-mounted at ``<state>/network/netns/<ns>/<id>``;
 3. CNI ADD runs the chain; its result is added to the record;
-4. /etc/hosts, resolv.conf and hostname are written and the spec is changed to use them and the
+4. on a user-defined network, the container's DNS resolver (resolver.py) binds 127.0.0.11:53
+   in the namespace;
+5. /etc/hosts, resolv.conf and hostname are written and the spec is changed to use them and the
    namespace (``linux.namespaces`` network ``path``).
 
 Any failure undoes what was done (CNI DEL, namespace, files, record) before the error is raised,
@@ -25,9 +30,9 @@ any point leaves a record that names everything there is to undo: at start, ``re
 down every attachment whose task did not survive (DEL is idempotent per the CNI spec). A DEL that
 fails keeps its record, so a later start retries it.
 
-Detaching (``detach``, after the task is deleted): CNI DEL with the kept result, conntrack entries
-of the container's addresses flushed, namespace unmounted, files and record removed, and the peers'
-/etc/hosts rewritten.
+Detaching (``detach``, after the task is deleted): the resolver closed, CNI DEL with the kept
+result, conntrack entries of the container's addresses flushed, namespace unmounted, files and
+record removed.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ import socket
 import threading
 
 from supervisor.errors import FailedPrecondition, InvalidArgument, NotFound, SupervisorError
-from supervisor.network import cni, files, netns, ports as portsmod, rules
+from supervisor.network import cni, dnsmsg, files, netns, ports as portsmod, rules
 from supervisor.network.config import DEFAULT_NETWORK, Configs, subnets_of
 
 LABEL = "io.pyrunc.network"
@@ -102,6 +107,7 @@ class NetworkManager:
         self.cni = cni.Runner(plugin_path, timeout)
         self.rules = rules.Rules(timeout)
         self.records: dict[tuple[str, str], dict] = {}
+        self.resolvers: dict[tuple[str, str], object] = {}   # resolver.Resolver by container
         self.lock = asyncio.Lock()   # network create/remove against attachments
 
     # -- records ---------------------------------------------------------------------------------
@@ -146,6 +152,11 @@ class NetworkManager:
                     await self._teardown(rec)
                 except SupervisorError as e:
                     log.warning("network: cleaning up %s/%s: %s", key[0], key[1], e)
+            elif rec.get("phase") == "added" and _wants_resolver(rec):
+                try:  # the last daemon's sockets died with it
+                    await self._start_resolver(rec)
+                except (OSError, SupervisorError) as e:
+                    log.warning("network: DNS resolver of %s/%s: %s", key[0], key[1], e)
 
     # -- attach ----------------------------------------------------------------------------------
     async def attach(self, ns: str, cid: str, labels: dict, spec: dict) -> dict:
@@ -238,13 +249,15 @@ class NetworkManager:
             rec["result"] = await self.cni.add(rec["conflist"], self._att(rec))
         rec["phase"] = "added"
         self._save(rec)
+        if _wants_resolver(rec):
+            await self._start_resolver(rec)
         if "joined" not in rec:
             os.makedirs(rec["files"], mode=0o755, exist_ok=True)
-            files.write_in_place(os.path.join(rec["files"], "resolv.conf"),
-                                 files.resolv_text(rec["dns"]))
+            resolv = files.resolv_embedded() if _wants_resolver(rec) \
+                else files.resolv_text(rec["dns"])
+            files.write_in_place(os.path.join(rec["files"], "resolv.conf"), resolv)
             files.write_in_place(os.path.join(rec["files"], "hostname"), rec["hostname"] + "\n")
             self._write_hosts(rec)
-            self._refresh_peers(rec)
 
     def _att(self, rec: dict) -> cni.Attachment:
         caps = {"portMappings": [
@@ -253,7 +266,7 @@ class NetworkManager:
         return cni.Attachment(cni_container_id(rec["namespace"], rec["id"]), rec["netns"],
                               IFNAME, capabilities=caps if rec["ports"] else {})
 
-    # -- /etc/hosts of peers ---------------------------------------------------------------------
+    # -- names: /etc/hosts and the DNS resolver ---------------------------------------------------
     def _peers(self, rec: dict) -> list[dict]:
         """Containers that see each other by name: same namespace, same user-defined network."""
         if not rec.get("network") or rec["network"] == DEFAULT_NETWORK:
@@ -267,17 +280,40 @@ class NetworkManager:
         return [(ip, names) for ip in ips_of(rec.get("result"))]
 
     def _write_hosts(self, rec: dict) -> None:
+        """The container's own names; its peers' come from the resolver (as on docker's
+        user-defined networks), so they are always current."""
         own = self._names(rec) or [("127.0.1.1", [rec["hostname"]])]
-        peers = [n for p in self._peers(rec) for n in self._names(p)]
-        files.write_in_place(os.path.join(rec["files"], "hosts"), files.hosts_text(own, peers))
+        files.write_in_place(os.path.join(rec["files"], "hosts"), files.hosts_text(own, []))
 
-    def _refresh_peers(self, rec: dict) -> None:
-        for peer in self._peers(rec):
-            if os.path.isdir(peer["files"]) and "joined" not in peer:
-                try:
-                    self._write_hosts(peer)
-                except OSError as e:
-                    log.warning("network: /etc/hosts of %s: %s", peer["id"], e)
+    def _lookup(self, rec: dict, name: str) -> list[str] | None:
+        """The addresses of a container known to ``rec`` by ``name`` (None: not one): its ID,
+        short ID (as docker), host name or aliases."""
+        for r in [rec, *self._peers(rec)]:
+            if name in (n.lower() for n in (r["id"], r["id"][:12], r["hostname"],
+                                             *r.get("aliases", ()))):
+                return ips_of(r.get("result"))
+        return None
+
+    def _pointer(self, rec: dict, name: str) -> list[str] | None:
+        for r in [rec, *self._peers(rec)]:
+            for ip in ips_of(r.get("result")):
+                if dnsmsg.reverse_name(ip) == name:
+                    return [(r.get("aliases") or [r["hostname"]])[0]]
+        return None
+
+    async def _start_resolver(self, rec: dict) -> None:
+        from supervisor.network.resolver import Resolver
+        key = (rec["namespace"], rec["id"])
+        upstreams = rec["dns"] or files.host_nameservers()
+        resolver = Resolver(lambda name: self._lookup(rec, name),
+                            lambda name: self._pointer(rec, name), upstreams)
+        await resolver.start(rec["netns"])
+        self.resolvers[key] = resolver
+
+    def _stop_resolver(self, rec: dict) -> None:
+        resolver = self.resolvers.pop((rec["namespace"], rec["id"]), None)
+        if resolver is not None:
+            resolver.close()
 
     # -- detach ----------------------------------------------------------------------------------
     async def detach(self, ns: str, cid: str) -> None:
@@ -300,6 +336,7 @@ class NetworkManager:
 
     async def _teardown(self, rec: dict, keep_on_error: bool = True) -> None:
         rec["phase"] = "deleting"
+        self._stop_resolver(rec)
         error = None
         if rec.get("conflist"):
             try:
@@ -315,8 +352,6 @@ class NetworkManager:
             self._save(rec)
             raise error
         self._drop(rec)
-        if "joined" not in rec:
-            self._refresh_peers(rec)
         if error is not None:
             raise error
 
@@ -336,7 +371,8 @@ class NetworkManager:
                 "netns": rec.get("netns", ""), "ips": ips_of(rec.get("result")),
                 "mac": mac_of(rec.get("result"), rec.get("netns", "")),
                 "ports": list(rec.get("ports") or []), "hostname": rec.get("hostname", ""),
-                "gateway": _gateway(rec.get("result"))}
+                "gateway": _gateway(rec.get("result")),
+                "gateway6": _gateway(rec.get("result"), 6)}
 
     def attached_to(self, name: str) -> list[dict]:
         return [r for r in self.records.values() if r.get("network") == name]
@@ -364,10 +400,11 @@ class NetworkManager:
         return out
 
     async def create_network(self, name: str, subnet="", gateway="", options=None,
-                             labels=None) -> dict:
+                             labels=None, ipv6=False, subnet6="", gateway6="") -> dict:
         routes = await asyncio.to_thread(self.host_routes)
         async with self.lock:
-            return self.configs.create(name, subnet, gateway, options, labels, routes=routes)
+            return self.configs.create(name, subnet, gateway, options, labels, routes=routes,
+                                       ipv6=ipv6, subnet6=subnet6, gateway6=gateway6)
 
     def networks(self) -> list[dict]:
         return [conf for _, (_, conf) in sorted(self.configs.all().items())]
@@ -385,6 +422,13 @@ class NetworkManager:
             self.configs.remove(name)
             await self.rules.remove(conf)
             await asyncio.to_thread(remove_bridges, conf)
+
+
+def _wants_resolver(rec: dict) -> bool:
+    """A container with a namespace of its own on a user-defined network (docker's rule: the
+    default bridge network has no name resolution between containers)."""
+    return bool(rec.get("conflist")) and rec.get("network") not in ("", DEFAULT_NETWORK) \
+        and rec.get("owns_netns") and "joined" not in rec
 
 
 def _preload() -> None:
@@ -405,9 +449,9 @@ def _chain(conflist: dict, ports: list) -> dict:
                                    if p.get("type") not in optional])
 
 
-def _gateway(result) -> str:
+def _gateway(result, version: int = 4) -> str:
     for ip in (result or {}).get("ips") or []:
-        if ip.get("gateway"):
+        if ip.get("gateway") and (":" in ip["gateway"]) == (version == 6):
             return ip["gateway"]
     return ""
 

@@ -83,3 +83,41 @@ def remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _inside(path: str, fn, result: list) -> None:
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        result.append(e)
+        return
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            linux.setns(target, linux.CLONE_NEWNET)
+        finally:
+            os.close(target)
+        try:
+            result.append(("ok", fn()))
+        finally:
+            linux.setns(home, linux.CLONE_NEWNET)
+    except BaseException as e:  # reported to the caller
+        result.append(e)
+    finally:
+        os.close(home)
+
+
+def run_inside(path: str, fn):
+    """``fn()`` run in the namespace mounted on ``path``, by a thread of its own (as ``create``:
+    only that thread enters it, and a thread that failed to get back never runs anything else).
+    Sockets ``fn`` makes stay in that namespace for their whole life: the containers' resolver
+    binds 127.0.0.11 there this way."""
+    result: list = []
+    t = threading.Thread(target=_inside, args=(path, fn, result), name="netns-enter",
+                         daemon=True)
+    t.start()
+    t.join()
+    out = result[0] if result else RuntimeError("netns thread ended without a result")
+    if isinstance(out, tuple):
+        return out[1]
+    raise out
