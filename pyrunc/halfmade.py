@@ -18,8 +18,11 @@ it starts can be found *before* starting it (state.json, written atomically, see
 
 The init and everything it starts (createContainer hooks) are in the container's cgroup — on
 cgroup v2 from their birth — and in its pid namespace when it has one, so the cgroup's
-``destroy`` reaches them even where the init's pid was never recorded.  A stage-1 child or an
-init whose parent died reads end-of-file on the setup channel and exits by itself.
+``destroy`` reaches them even where the init's pid was never recorded.  A stage-1 child whose
+parent died reads end-of-file on the setup channel and exits by itself; so does an init, even
+blocked elsewhere (a slow mount, a createContainer hook, exec.fifo), until create tells it the
+container is recorded (``COMMITTED``, see :meth:`pyrunc.sync.Channel.die_with_peer`) — its pid
+namespace takes its hooks with it, and no engine waits on the pipes it held.
 
 The finished ``create`` drops ``creator`` (and ``setup``).  A record that still has them,
 whose creating process is gone, is *half-made*: ``state`` reports it ``creating`` while any
