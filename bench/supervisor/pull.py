@@ -86,6 +86,14 @@ def daemon_pid(engine) -> int:
     return engine.proc.pid
 
 
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 class PeakRSS:
     """Sample a process's RSS every 20 ms while a block runs; the peak in KiB."""
 
@@ -95,10 +103,7 @@ class PeakRSS:
     def _sample(self):
         while not self.stop.is_set():
             try:
-                with open(f"/proc/{self.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            self.peak = max(self.peak, int(line.split()[1]))
+                self.peak = max(self.peak, rss_kib(self.pid))
             except OSError:
                 return
             self.stop.wait(0.02)
@@ -140,6 +145,7 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--deep", type=int, default=100, help="layers of the deep image")
+    ap.add_argument("--parts", default="abc", help="which of (a) (b) (c) to run")
     ap.add_argument("--runtime", default=shutil.which("runc") or "/usr/sbin/runc")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -161,9 +167,10 @@ def main() -> int:
             engines.append(e)
         sup, ctd = engines
         times = {"supervisor (ctr pull)": [], "supervisor (daemon pull)": [], "containerd": []}
-        peaks = {"supervisor": 0, "containerd": 0}
+        peaks = {k: 0 for k in times}
+        idle = {e.name: rss_kib(daemon_pid(e)) for e in engines}
         print(f"\n(a) pull + unpack of {big} ({args.runs} runs each, interleaved)")
-        for _ in range(args.runs):
+        for _ in range(args.runs if "a" in args.parts else 0):
             for label, eng, fn in (
                     ("supervisor (ctr pull)", sup,
                      lambda: sup.ctr_net("images", "pull", "--plain-http", big)),
@@ -172,35 +179,39 @@ def main() -> int:
                      lambda: ctd.ctr_net("images", "pull", "--plain-http", big))):
                 with PeakRSS(daemon_pid(eng)) as peak:
                     times[label].append(timed(fn))
-                key = "containerd" if eng is ctd else "supervisor"
-                peaks[key] = max(peaks[key], peak.peak)
+                peaks[label] = max(peaks[label], peak.peak)
                 eng.ctr_net("images", "rm", "--sync", big)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(v) if v else 0 for k, v in times.items()}
         for k, v in med.items():
             print(f"  {k:26s} median {v:7.3f} s   (runs: {', '.join(f'{t:.3f}' for t in times[k])})")
         print(f"  ratio supervisor/containerd: ctr pull {ratio(med['supervisor (ctr pull)'], med['containerd'])}"
               f"   daemon pull {ratio(med['supervisor (daemon pull)'], med['containerd'])}"
               "   (target <= 1.0)")
-        print(f"  peak daemon RSS during pulls: supervisor {peaks['supervisor'] / 1024:.1f} MiB,"
-              f" containerd {peaks['containerd'] / 1024:.1f} MiB   ratio "
-              f"{ratio(peaks['supervisor'], peaks['containerd'])}")
+        print(f"  daemon RSS before the pulls: supervisor {idle[sup.name] / 1024:.1f} MiB, "
+              f"containerd {idle[ctd.name] / 1024:.1f} MiB")
+        for k in ("supervisor (ctr pull)", "supervisor (daemon pull)"):
+            print(f"  peak daemon RSS, {k:24s} {peaks[k] / 1024:6.1f} MiB vs containerd "
+                  f"{peaks['containerd'] / 1024:.1f} MiB   ratio "
+                  f"{ratio(peaks[k], peaks['containerd'])}   (target <= 1.0)")
 
+        if "b" not in args.parts and "c" not in args.parts:
+            return 0
         print(f"\n(b) ctr run --rm of a `true` container on the image ({args.runs * 4} runs each)")
         for e in engines:
             e.ctr_net("images", "pull", "--plain-http", big)
         runs = {e.name: [] for e in engines}
-        for i in range(args.runs * 4):
+        for i in range(args.runs * 4 if "b" in args.parts else 0):
             for e in engines:
                 runs[e.name].append(timed(lambda: e.ctr_net(
                     "run", "--rm", *e.run_args(), big, f"r{i}", "true")))
-        rmed = {k: statistics.median(v) for k, v in runs.items()}
+        rmed = {k: statistics.median(v) if v else 0 for k, v in runs.items()}
         for k, v in rmed.items():
             print(f"  {k:26s} median {v * 1000:7.1f} ms")
         print(f"  ratio supervisor/containerd: {ratio(rmed['pyrunc-supervisor'], rmed['containerd'])}"
               "   (target <= 0.8)")
 
         print(f"\n(c) {args.deep}-layer image: pull, then run")
-        for e in engines:
+        for e in engines if "c" in args.parts else ():
             t_pull = timed(lambda: e.ctr_net("images", "pull", "--plain-http", deep))
             out = e.ctr_net("run", "--rm", *e.run_args(), deep, "deep1", "cat",
                             f"/l/{args.deep - 2}")

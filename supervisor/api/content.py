@@ -14,7 +14,7 @@ import sqlite3
 
 from google.protobuf import empty_pb2
 
-from supervisor import filters
+from supervisor import filters, memory
 from supervisor.api.common import lease_of, namespace, rpc, rpc_stream
 from supervisor.content.store import CHUNK
 from supervisor.errors import InvalidArgument, OutOfRange, ResourceExhausted, SupervisorError
@@ -148,6 +148,8 @@ class Content(grpc_pb.ContentServicer):
         finally:
             if writer is not None:
                 writer.close()
+                if writer.offset > CHUNK:
+                    memory.trim()  # a layer's worth of messages went through
 
     async def _step(self, writer, req) -> pb.WriteContentResponse:
         digest = ""
@@ -177,4 +179,6 @@ def _pread(f, n: int, offset: int) -> bytes:
 
 
 def register(server, services) -> None:
-    grpc_pb.add_ContentServicer_to_server(Content(services), server)
+    from supervisor.api import content_wire
+    content_wire.register(grpc_pb.add_ContentServicer_to_server, Content(services), server,
+                          pb.WriteContentRequest)

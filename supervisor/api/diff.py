@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
+from supervisor import memory
 from supervisor.api.common import lease_of, namespace, rpc
 from supervisor.diff import make
 from supervisor.diff.apply import LayerError, apply_layer
@@ -66,6 +67,7 @@ class Diff(grpc_pb.DiffServicer):
             raise InvalidArgument(f"apply layer {desc.digest}: {e}") from None
         finally:
             blob.close()
+            memory.trim()  # what decompression and extraction used goes back
         return pb.ApplyResponse(applied=descriptor_pb2.Descriptor(
             media_type=LAYER_TAR, digest=diff_id, size=size))
 

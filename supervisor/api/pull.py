@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from supervisor import memory
 from supervisor.api.common import namespace, rpc_stream
 from supervisor.api.leases import collect_garbage
 from supervisor.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
@@ -50,6 +51,7 @@ class Pull(grpc_pb.PullServicer):
                                   total=event.get("total", 0), done=event.get("done", False),
                                   unpacking=event.get("unpack", ""))
         await collect_garbage(self.services, False)
+        memory.trim()  # the download and unpack buffers go back to the system
         try:
             image = job.result()
         except PullError as e:

@@ -2,8 +2,9 @@
 
 - References: ``[host[:port]/]repo[:tag][@digest]``; a name without a host is Docker Hub's
   (``docker.io/library/NAME``, served at registry-1.docker.io).
-- Transport: HTTPS with the system CAs and the host's own (supervisor/images/tls.py); plain HTTP only for hosts configured insecure, and for
-  localhost / 127.0.0.0/8 / ::1 when asked (``plain_http``). Per-registry mirrors are tried first.
+- Transport: HTTPS with the system CAs and the host's own (supervisor/images/tls.py); plain
+  HTTP only for hosts configured insecure, and for localhost / 127.0.0.0/8 / ::1 when asked
+  (``plain_http``). Per-registry mirrors are tried first.
 - Auth: on 401, the ``WWW-Authenticate`` challenge — Bearer (token from the realm, with basic
   credentials if configured) or Basic — and the request is repeated once. Credentials go only to
   the host they are for: a redirect to another scheme or host (blob storage) is followed without
@@ -11,16 +12,17 @@
 - Bodies are streamed in chunks (never a whole blob in memory), with a socket timeout so a
   stalled registry fails in bounded time.
 
+http.client and ssl are imported at the first request, not when the daemon starts (they bring
+the email package and OpenSSL's TLS half: memory the daemon holds for nothing until it pulls).
+
 Errors are RegistryError with the image and the reason (not found, unauthorized, ...); its
 ``reason`` says which, for the gRPC status the daemon answers with.
 """
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
-import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -153,13 +155,14 @@ class Registry:
         self.plain_http = plain_http
         self.certs_dir = certs_dir
         self.auth: str = ""
-        self.contexts: dict[str, ssl.SSLContext] = {}
+        self.contexts: dict = {}  # netloc -> ssl.SSLContext
 
     # -- requests ---------------------------------------------------------------------------------
-    def _context(self, netloc: str) -> ssl.SSLContext:
+    def _context(self, netloc: str):
         """The TLS context for ``netloc``, made once per pull (the registry's own host also
         gets the CA files of its hosts-file entry)."""
         if netloc not in self.contexts:
+            import ssl
             from supervisor.images.tls import context_for
             own = self.config if netloc == self.hosts[-1] else None
             try:
@@ -170,6 +173,7 @@ class Registry:
         return self.contexts[netloc]
 
     def _connect(self, scheme: str, netloc: str):
+        import http.client
         if scheme == "http":
             return http.client.HTTPConnection(netloc, timeout=self.config.timeout)
         return http.client.HTTPSConnection(netloc, timeout=self.config.timeout,
@@ -179,6 +183,8 @@ class Registry:
         """(connection, response) with redirects followed. Credentials (``self.auth``, or an
         Authorization among ``headers``) stay with the origin (scheme and host) they were
         meant for: a redirect elsewhere is followed without them."""
+        import http.client
+        import ssl
         parts = urllib.parse.urlsplit(url)
         conn = self._connect(parts.scheme, parts.netloc)
         h = dict(headers)
