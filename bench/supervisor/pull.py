@@ -13,7 +13,7 @@ namespace made here; both daemons and every client run in it). Issue 14, "Measur
 Nothing asserts: the numbers are printed with ratios supervisor/containerd (target: (a) <= 1.0,
 (b) <= 0.8). containerd gets its own config, root, state and socket in a temporary directory.
 
-    python bench/supervisor/pull.py [--size MB] [--layers N] [--runs N] [--deep N]
+    python bench/supervisor/pull.py [--size MB] [--layers N] [--runs N] [--deep N] [--parts abc]
 """
 from __future__ import annotations
 
@@ -139,6 +139,67 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def pulls(sup, ctd, big: str, n: int) -> None:
+    """(a): pull + unpack, ctr's and the daemon's own, against containerd's; peak RSS."""
+    times = {"supervisor (ctr pull)": [], "supervisor (daemon pull)": [], "containerd": []}
+    peaks = {k: 0 for k in times}
+    idle = {e.name: rss_kib(daemon_pid(e)) for e in (sup, ctd)}
+    print(f"\n(a) pull + unpack of {big} ({n} runs each, interleaved)")
+    for _ in range(n):
+        for label, eng, fn in (
+                ("supervisor (ctr pull)", sup,
+                 lambda: sup.ctr_net("images", "pull", "--plain-http", big)),
+                ("supervisor (daemon pull)", sup, lambda: sup.ctl_pull(big)),
+                ("containerd", ctd,
+                 lambda: ctd.ctr_net("images", "pull", "--plain-http", big))):
+            with PeakRSS(daemon_pid(eng)) as peak:
+                times[label].append(timed(fn))
+            peaks[label] = max(peaks[label], peak.peak)
+            eng.ctr_net("images", "rm", "--sync", big)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"  {k:26s} median {v:7.3f} s   "
+              f"(runs: {', '.join(f'{t:.3f}' for t in times[k])})")
+    print(f"  ratio supervisor/containerd: ctr pull "
+          f"{ratio(med['supervisor (ctr pull)'], med['containerd'])}   daemon pull "
+          f"{ratio(med['supervisor (daemon pull)'], med['containerd'])}   (target <= 1.0)")
+    print(f"  daemon RSS before the pulls: supervisor {idle[sup.name] / 1024:.1f} MiB, "
+          f"containerd {idle[ctd.name] / 1024:.1f} MiB")
+    for k in ("supervisor (ctr pull)", "supervisor (daemon pull)"):
+        print(f"  peak daemon RSS, {k:24s} {peaks[k] / 1024:6.1f} MiB vs containerd "
+              f"{peaks['containerd'] / 1024:.1f} MiB   ratio "
+              f"{ratio(peaks[k], peaks['containerd'])}   (target <= 1.0)")
+
+
+def runs(engines, big: str, n: int) -> None:
+    """(b): ``ctr run --rm IMAGE true`` with the image present, interleaved."""
+    print(f"\n(b) ctr run --rm of a `true` container on the image ({n} runs each)")
+    for e in engines:
+        e.ctr_net("images", "pull", "--plain-http", big)
+    times = {e.name: [] for e in engines}
+    for i in range(n):
+        for e in engines:
+            times[e.name].append(timed(lambda: e.ctr_net(
+                "run", "--rm", *e.run_args(), big, f"r{i}", "true")))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"  {k:26s} median {v * 1000:7.1f} ms")
+    print(f"  ratio supervisor/containerd: {ratio(med['pyrunc-supervisor'], med['containerd'])}"
+          "   (target <= 0.8)")
+
+
+def deep_image(engines, deep: str, layers: int) -> None:
+    """(c): an image of many layers: pull, then run."""
+    print(f"\n(c) {layers}-layer image: pull, then run")
+    for e in engines:
+        t_pull = timed(lambda: e.ctr_net("images", "pull", "--plain-http", deep))
+        out = e.ctr_net("run", "--rm", *e.run_args(), deep, "deep1", "cat", f"/l/{layers - 2}")
+        t_run = timed(lambda: e.ctr_net("run", "--rm", *e.run_args(), deep, "deep2", "true"))
+        ok = out.stdout.strip() == str(layers - 2)
+        print(f"  {e.name:26s} pull {t_pull:6.2f} s   run {t_run * 1000:6.1f} ms   "
+              f"top layer visible: {ok}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=200, help="MB of layer data (default 200)")
@@ -166,59 +227,12 @@ def main() -> int:
             e.start()
             engines.append(e)
         sup, ctd = engines
-        times = {"supervisor (ctr pull)": [], "supervisor (daemon pull)": [], "containerd": []}
-        peaks = {k: 0 for k in times}
-        idle = {e.name: rss_kib(daemon_pid(e)) for e in engines}
-        print(f"\n(a) pull + unpack of {big} ({args.runs} runs each, interleaved)")
-        for _ in range(args.runs if "a" in args.parts else 0):
-            for label, eng, fn in (
-                    ("supervisor (ctr pull)", sup,
-                     lambda: sup.ctr_net("images", "pull", "--plain-http", big)),
-                    ("supervisor (daemon pull)", sup, lambda: sup.ctl_pull(big)),
-                    ("containerd", ctd,
-                     lambda: ctd.ctr_net("images", "pull", "--plain-http", big))):
-                with PeakRSS(daemon_pid(eng)) as peak:
-                    times[label].append(timed(fn))
-                peaks[label] = max(peaks[label], peak.peak)
-                eng.ctr_net("images", "rm", "--sync", big)
-        med = {k: statistics.median(v) if v else 0 for k, v in times.items()}
-        for k, v in med.items():
-            print(f"  {k:26s} median {v:7.3f} s   (runs: {', '.join(f'{t:.3f}' for t in times[k])})")
-        print(f"  ratio supervisor/containerd: ctr pull {ratio(med['supervisor (ctr pull)'], med['containerd'])}"
-              f"   daemon pull {ratio(med['supervisor (daemon pull)'], med['containerd'])}"
-              "   (target <= 1.0)")
-        print(f"  daemon RSS before the pulls: supervisor {idle[sup.name] / 1024:.1f} MiB, "
-              f"containerd {idle[ctd.name] / 1024:.1f} MiB")
-        for k in ("supervisor (ctr pull)", "supervisor (daemon pull)"):
-            print(f"  peak daemon RSS, {k:24s} {peaks[k] / 1024:6.1f} MiB vs containerd "
-                  f"{peaks['containerd'] / 1024:.1f} MiB   ratio "
-                  f"{ratio(peaks[k], peaks['containerd'])}   (target <= 1.0)")
-
-        if "b" not in args.parts and "c" not in args.parts:
-            return 0
-        print(f"\n(b) ctr run --rm of a `true` container on the image ({args.runs * 4} runs each)")
-        for e in engines:
-            e.ctr_net("images", "pull", "--plain-http", big)
-        runs = {e.name: [] for e in engines}
-        for i in range(args.runs * 4 if "b" in args.parts else 0):
-            for e in engines:
-                runs[e.name].append(timed(lambda: e.ctr_net(
-                    "run", "--rm", *e.run_args(), big, f"r{i}", "true")))
-        rmed = {k: statistics.median(v) if v else 0 for k, v in runs.items()}
-        for k, v in rmed.items():
-            print(f"  {k:26s} median {v * 1000:7.1f} ms")
-        print(f"  ratio supervisor/containerd: {ratio(rmed['pyrunc-supervisor'], rmed['containerd'])}"
-              "   (target <= 0.8)")
-
-        print(f"\n(c) {args.deep}-layer image: pull, then run")
-        for e in engines if "c" in args.parts else ():
-            t_pull = timed(lambda: e.ctr_net("images", "pull", "--plain-http", deep))
-            out = e.ctr_net("run", "--rm", *e.run_args(), deep, "deep1", "cat",
-                            f"/l/{args.deep - 2}")
-            t_run = timed(lambda: e.ctr_net("run", "--rm", *e.run_args(), deep, "deep2", "true"))
-            ok = out.stdout.strip() == str(args.deep - 2)
-            print(f"  {e.name:26s} pull {t_pull:6.2f} s   run {t_run * 1000:6.1f} ms   "
-                  f"top layer visible: {ok}")
+        if "a" in args.parts:
+            pulls(sup, ctd, big, args.runs)
+        if "b" in args.parts:
+            runs(engines, big, args.runs * 4)
+        if "c" in args.parts:
+            deep_image(engines, deep, args.deep)
         return 0
     finally:
         for e in engines:
