@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = [["runtime.py"], ["supervisor", "run.py"], ["network.py"], ["docker.py"]]
+BENCHES = [["runtime.py"], ["supervisor", "run.py"], ["supervisor", "pull.py"], ["network.py"],
+           ["docker.py"]]
 
 
 def main() -> int:

@@ -80,9 +80,14 @@ KEYS: tuple[Key, ...] = (
     Key("registry.insecure", "strlist", [],
         "registry hosts (HOST or HOST:PORT) reached over plain HTTP; localhost always is "
         "(reserved: for pulls made by the daemon)"),
+    Key("pull.certs_dir", "optpath", "",
+        "per-host TLS files, as containerd's certs.d: DIR/HOST[:PORT]/*.crt (CAs trusted for "
+        "that host), NAME.cert + NAME.key (a client certificate); read at each pull",
+        flag="--registry-certs-dir"),
     Key("pull.hosts_file", "optpath", "",
         "JSON file of per-host registry settings: {\"hosts\": {\"HOST[:PORT]\": {\"username\", "
-        "\"password\", \"timeout\", \"insecure\", \"mirrors\"}}} (credentials stay out of this "
+        "\"password\", \"timeout\", \"insecure\", \"mirrors\", \"ca\", \"client_cert\", "
+        "\"client_key\"}}} (credentials stay out of this "
         "file)", flag="--registry-config"),
     Key("cni.path", "pathlist", ["/usr/lib/cni", "/opt/cni/bin"],
         "directories searched for CNI plugins, in order (a flag gives them as DIR:DIR)",

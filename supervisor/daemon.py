@@ -234,7 +234,8 @@ def resolve_runtime(name: str) -> str:
 
 def run(config: Config) -> int:
     """Serve until SIGTERM/SIGINT; the exit status."""
-    from supervisor import log
+    from supervisor import log, memory
+    memory.tune()
     try:
         asyncio.run(serve(config, ready=lambda: log.info(
             "serving", address=config.address, version=__version__, pid=os.getpid())))

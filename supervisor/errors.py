@@ -37,6 +37,14 @@ class Unimplemented(SupervisorError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class Unauthenticated(SupervisorError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(SupervisorError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhausted(SupervisorError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

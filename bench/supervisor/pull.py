@@ -13,7 +13,7 @@ namespace made here; both daemons and every client run in it). Issue 14, "Measur
 Nothing asserts: the numbers are printed with ratios supervisor/containerd (target: (a) <= 1.0,
 (b) <= 0.8). containerd gets its own config, root, state and socket in a temporary directory.
 
-    python bench/supervisor/pull.py [--size MB] [--layers N] [--runs N] [--deep N]
+    python bench/supervisor/pull.py [--size MB] [--layers N] [--runs N] [--deep N] [--parts abc]
 """
 from __future__ import annotations
 
@@ -86,6 +86,14 @@ def daemon_pid(engine) -> int:
     return engine.proc.pid
 
 
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 class PeakRSS:
     """Sample a process's RSS every 20 ms while a block runs; the peak in KiB."""
 
@@ -95,10 +103,7 @@ class PeakRSS:
     def _sample(self):
         while not self.stop.is_set():
             try:
-                with open(f"/proc/{self.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            self.peak = max(self.peak, int(line.split()[1]))
+                self.peak = max(self.peak, rss_kib(self.pid))
             except OSError:
                 return
             self.stop.wait(0.02)
@@ -134,12 +139,74 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def pulls(sup, ctd, big: str, n: int) -> None:
+    """(a): pull + unpack, ctr's and the daemon's own, against containerd's; peak RSS."""
+    times = {"supervisor (ctr pull)": [], "supervisor (daemon pull)": [], "containerd": []}
+    peaks = {k: 0 for k in times}
+    idle = {e.name: rss_kib(daemon_pid(e)) for e in (sup, ctd)}
+    print(f"\n(a) pull + unpack of {big} ({n} runs each, interleaved)")
+    for _ in range(n):
+        for label, eng, fn in (
+                ("supervisor (ctr pull)", sup,
+                 lambda: sup.ctr_net("images", "pull", "--plain-http", big)),
+                ("supervisor (daemon pull)", sup, lambda: sup.ctl_pull(big)),
+                ("containerd", ctd,
+                 lambda: ctd.ctr_net("images", "pull", "--plain-http", big))):
+            with PeakRSS(daemon_pid(eng)) as peak:
+                times[label].append(timed(fn))
+            peaks[label] = max(peaks[label], peak.peak)
+            eng.ctr_net("images", "rm", "--sync", big)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"  {k:26s} median {v:7.3f} s   "
+              f"(runs: {', '.join(f'{t:.3f}' for t in times[k])})")
+    print(f"  ratio supervisor/containerd: ctr pull "
+          f"{ratio(med['supervisor (ctr pull)'], med['containerd'])}   daemon pull "
+          f"{ratio(med['supervisor (daemon pull)'], med['containerd'])}   (target <= 1.0)")
+    print(f"  daemon RSS before the pulls: supervisor {idle[sup.name] / 1024:.1f} MiB, "
+          f"containerd {idle[ctd.name] / 1024:.1f} MiB")
+    for k in ("supervisor (ctr pull)", "supervisor (daemon pull)"):
+        print(f"  peak daemon RSS, {k:24s} {peaks[k] / 1024:6.1f} MiB vs containerd "
+              f"{peaks['containerd'] / 1024:.1f} MiB   ratio "
+              f"{ratio(peaks[k], peaks['containerd'])}   (target <= 1.0)")
+
+
+def runs(engines, big: str, n: int) -> None:
+    """(b): ``ctr run --rm IMAGE true`` with the image present, interleaved."""
+    print(f"\n(b) ctr run --rm of a `true` container on the image ({n} runs each)")
+    for e in engines:
+        e.ctr_net("images", "pull", "--plain-http", big)
+    times = {e.name: [] for e in engines}
+    for i in range(n):
+        for e in engines:
+            times[e.name].append(timed(lambda: e.ctr_net(
+                "run", "--rm", *e.run_args(), big, f"r{i}", "true")))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"  {k:26s} median {v * 1000:7.1f} ms")
+    print(f"  ratio supervisor/containerd: {ratio(med['pyrunc-supervisor'], med['containerd'])}"
+          "   (target <= 0.8)")
+
+
+def deep_image(engines, deep: str, layers: int) -> None:
+    """(c): an image of many layers: pull, then run."""
+    print(f"\n(c) {layers}-layer image: pull, then run")
+    for e in engines:
+        t_pull = timed(lambda: e.ctr_net("images", "pull", "--plain-http", deep))
+        out = e.ctr_net("run", "--rm", *e.run_args(), deep, "deep1", "cat", f"/l/{layers - 2}")
+        t_run = timed(lambda: e.ctr_net("run", "--rm", *e.run_args(), deep, "deep2", "true"))
+        ok = out.stdout.strip() == str(layers - 2)
+        print(f"  {e.name:26s} pull {t_pull:6.2f} s   run {t_run * 1000:6.1f} ms   "
+              f"top layer visible: {ok}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=200, help="MB of layer data (default 200)")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--deep", type=int, default=100, help="layers of the deep image")
+    ap.add_argument("--parts", default="abc", help="which of (a) (b) (c) to run")
     ap.add_argument("--runtime", default=shutil.which("runc") or "/usr/sbin/runc")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -160,54 +227,12 @@ def main() -> int:
             e.start()
             engines.append(e)
         sup, ctd = engines
-        times = {"supervisor (ctr pull)": [], "supervisor (daemon pull)": [], "containerd": []}
-        peaks = {"supervisor": 0, "containerd": 0}
-        print(f"\n(a) pull + unpack of {big} ({args.runs} runs each, interleaved)")
-        for _ in range(args.runs):
-            for label, eng, fn in (
-                    ("supervisor (ctr pull)", sup,
-                     lambda: sup.ctr_net("images", "pull", "--plain-http", big)),
-                    ("supervisor (daemon pull)", sup, lambda: sup.ctl_pull(big)),
-                    ("containerd", ctd,
-                     lambda: ctd.ctr_net("images", "pull", "--plain-http", big))):
-                with PeakRSS(daemon_pid(eng)) as peak:
-                    times[label].append(timed(fn))
-                key = "containerd" if eng is ctd else "supervisor"
-                peaks[key] = max(peaks[key], peak.peak)
-                eng.ctr_net("images", "rm", "--sync", big)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        for k, v in med.items():
-            print(f"  {k:26s} median {v:7.3f} s   (runs: {', '.join(f'{t:.3f}' for t in times[k])})")
-        print(f"  ratio supervisor/containerd: ctr pull {ratio(med['supervisor (ctr pull)'], med['containerd'])}"
-              f"   daemon pull {ratio(med['supervisor (daemon pull)'], med['containerd'])}"
-              "   (target <= 1.0)")
-        print(f"  peak daemon RSS during pulls: supervisor {peaks['supervisor'] / 1024:.1f} MiB,"
-              f" containerd {peaks['containerd'] / 1024:.1f} MiB   ratio "
-              f"{ratio(peaks['supervisor'], peaks['containerd'])}")
-
-        print(f"\n(b) ctr run --rm of a `true` container on the image ({args.runs * 4} runs each)")
-        for e in engines:
-            e.ctr_net("images", "pull", "--plain-http", big)
-        runs = {e.name: [] for e in engines}
-        for i in range(args.runs * 4):
-            for e in engines:
-                runs[e.name].append(timed(lambda: e.ctr_net(
-                    "run", "--rm", *e.run_args(), big, f"r{i}", "true")))
-        rmed = {k: statistics.median(v) for k, v in runs.items()}
-        for k, v in rmed.items():
-            print(f"  {k:26s} median {v * 1000:7.1f} ms")
-        print(f"  ratio supervisor/containerd: {ratio(rmed['pyrunc-supervisor'], rmed['containerd'])}"
-              "   (target <= 0.8)")
-
-        print(f"\n(c) {args.deep}-layer image: pull, then run")
-        for e in engines:
-            t_pull = timed(lambda: e.ctr_net("images", "pull", "--plain-http", deep))
-            out = e.ctr_net("run", "--rm", *e.run_args(), deep, "deep1", "cat",
-                            f"/l/{args.deep - 2}")
-            t_run = timed(lambda: e.ctr_net("run", "--rm", *e.run_args(), deep, "deep2", "true"))
-            ok = out.stdout.strip() == str(args.deep - 2)
-            print(f"  {e.name:26s} pull {t_pull:6.2f} s   run {t_run * 1000:6.1f} ms   "
-                  f"top layer visible: {ok}")
+        if "a" in args.parts:
+            pulls(sup, ctd, big, args.runs)
+        if "b" in args.parts:
+            runs(engines, big, args.runs * 4)
+        if "c" in args.parts:
+            deep_image(engines, deep, args.deep)
         return 0
     finally:
         for e in engines:

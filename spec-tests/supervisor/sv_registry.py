@@ -31,9 +31,14 @@ APPLETS = ("sh", "echo", "cat", "ls", "true", "false", "id", "stat", "test", "en
 
 
 class Registry:
-    def __init__(self, port: int = 5000, auth: tuple[str, str] | None = None):
+    def __init__(self, port: int = 5000, auth: tuple[str, str] | None = None,
+                 tls: tuple[str, str] | None = None, extra: dict | None = None):
+        """``tls``: (certificate, key) files to serve HTTPS with; ``extra``: more of the
+        registry's config (e.g. ``auth: token:``, storage ``middleware``)."""
         self.base = tempfile.mkdtemp(prefix="svt-reg-", dir="/tmp")
         self.auth = auth
+        self.tls = tls
+        self.extra = extra or {}
         self.netns = "svt-" + secrets.token_hex(4)
         self.port = port
         self.host = f"127.0.0.1:{port}"
@@ -43,22 +48,32 @@ class Registry:
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
         subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True)
         config = os.path.join(self.base, "config.yml")
+        http = {"addr": self.host}
+        if self.tls:
+            http["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
         with open(config, "w") as f:
             json.dump({"version": 0.1, "log": {"level": "error"},
-                       "storage": {"filesystem": {"rootdirectory": os.path.join(self.base, "data")},
+                       "storage": {"filesystem": {"rootdirectory": self.data},
                                    "delete": {"enabled": True}},
-                       "http": {"addr": self.host}, **self._auth_config()}, f)  # JSON is YAML
+                       "http": http, **self._auth_config(), **self.extra}, f)  # JSON is YAML
         log = open(os.path.join(self.base, "registry.log"), "ab")
         self.proc = subprocess.Popen(self.nsenter([REGISTRY, "serve", config]), stdout=log,
                                      stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        probe = ["python3", "-c", "import urllib.request, urllib.error\ntry: urllib.request."
-                 f"urlopen('http://{self.host}/v2/', timeout=5)\n"
+        scheme = "https" if self.tls else "http"
+        probe = ["python3", "-c", "import ssl, urllib.request, urllib.error\ntry: urllib.request."
+                 f"urlopen('{scheme}://{self.host}/v2/', timeout=5, "
+                 "context=ssl._create_unverified_context())\n"
                  "except urllib.error.HTTPError as e: assert e.code == 401"]
         wait_for(lambda: self.proc.poll() is None and subprocess.run(
             self.nsenter(probe), capture_output=True).returncode == 0, 60, step=0.2,
             what="the registry")
         return self
+
+    @property
+    def data(self) -> str:
+        """The registry's storage root (blobs under docker/registry/v2/blobs)."""
+        return os.path.join(self.base, "data")
 
     def _auth_config(self) -> dict:
         if not self.auth:

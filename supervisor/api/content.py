@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import sqlite3
 
 from google.protobuf import empty_pb2
 
-from supervisor import filters
+from supervisor import filters, memory
 from supervisor.api.common import lease_of, namespace, rpc, rpc_stream
 from supervisor.content.store import CHUNK
 from supervisor.errors import InvalidArgument, OutOfRange, ResourceExhausted, SupervisorError
@@ -93,13 +94,20 @@ class Content(grpc_pb.ContentServicer):
 
     @rpc_stream
     async def Read(self, request, context):
+        """A blob from ``offset`` (``size`` bytes, or to its end). Blobs never change once
+        committed, so its size bounds the reads (no empty read at the end); a small read
+        (manifests, configs: what ``ctr run`` reads a dozen times) is done on the event loop,
+        which costs less than the hop to a worker thread."""
         f = self.cs.open_blob(namespace(context), request.digest)
         with f:
             offset = max(0, request.offset)
-            end = offset + request.size if request.size > 0 else None
-            while end is None or offset < end:
-                n = CHUNK if end is None else min(CHUNK, end - offset)
-                data = await asyncio.to_thread(_pread, f, n, offset)
+            end = os.fstat(f.fileno()).st_size
+            if request.size > 0:
+                end = min(end, offset + request.size)
+            while offset < end:
+                n = min(CHUNK, end - offset)
+                data = _pread(f, n, offset) if n <= INLINE_READ else \
+                    await asyncio.to_thread(_pread, f, n, offset)
                 if not data:
                     break
                 yield pb.ReadContentResponse(offset=offset, data=data)
@@ -148,6 +156,8 @@ class Content(grpc_pb.ContentServicer):
         finally:
             if writer is not None:
                 writer.close()
+                if writer.offset > CHUNK:
+                    memory.trim()  # a layer's worth of messages went through
 
     async def _step(self, writer, req) -> pb.WriteContentResponse:
         digest = ""
@@ -171,10 +181,14 @@ def _full(e: Exception) -> bool:
     return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "full" in str(e)
 
 
+INLINE_READ = 64 << 10
+
+
 def _pread(f, n: int, offset: int) -> bytes:
-    import os
     return os.pread(f.fileno(), n, offset)
 
 
 def register(server, services) -> None:
-    grpc_pb.add_ContentServicer_to_server(Content(services), server)
+    from supervisor.api import content_wire
+    content_wire.register(grpc_pb.add_ContentServicer_to_server, Content(services), server,
+                          pb.WriteContentRequest)

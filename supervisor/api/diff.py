@@ -5,12 +5,16 @@ whiteouts as removals) or an overlay (the layer goes into its upper directory, w
 overlay whiteouts) — nothing is mounted to apply. The answer is the uncompressed layer's
 descriptor, whose digest is the diff ID clients check against the image config.
 
-Diff: the layer between two snapshots' mounts (supervisor/diff/make.py), into the content store.
+Diff: the layer between two snapshots' mounts, into the content store: an overlay snapshot's
+own upper directory when the right side is the left one plus a layer (supervisor/diff/make.py),
+otherwise — the native snapshotter's full copies — the two directory trees compared
+(supervisor/diff/compare.py).
 """
 from __future__ import annotations
 
 import asyncio
 
+from supervisor import memory
 from supervisor.api.common import lease_of, namespace, rpc
 from supervisor.diff import make
 from supervisor.diff.apply import LayerError, apply_layer
@@ -63,6 +67,7 @@ class Diff(grpc_pb.DiffServicer):
             raise InvalidArgument(f"apply layer {desc.digest}: {e}") from None
         finally:
             blob.close()
+            memory.trim()  # what decompression and extraction used goes back
         return pb.ApplyResponse(applied=descriptor_pb2.Descriptor(
             media_type=LAYER_TAR, digest=diff_id, size=size))
 
@@ -78,15 +83,12 @@ class Diff(grpc_pb.DiffServicer):
             raise Unimplemented(f"diff media type {media!r}: tar or tar+gzip only")
         as_dicts = [[{"type": m.type, "source": m.source, "options": list(m.options)}
                      for m in side] for side in (request.left, request.right)]
-        try:
-            top = make.diff_dir(*as_dicts)
-        except make.DiffUnsupported as e:
-            raise Unimplemented(f"Diff: {e}") from None
+        emit = _layer_source(*as_dicts)
         ref = request.ref or "diff-" + secrets.token_hex(8)
         writer = self.content.writer(ns, ref, lease=lease_of(context))
         try:
             writer.truncate(0)
-            diff_id, _ = await asyncio.to_thread(make.write_layer, top, _WriterFile(writer),
+            diff_id, _ = await asyncio.to_thread(make.write_tar, emit, _WriterFile(writer),
                                                  media.endswith("+gzip"))
             labels = dict(request.labels, **{"containerd.io/uncompressed": diff_id})
             try:
@@ -98,6 +100,24 @@ class Diff(grpc_pb.DiffServicer):
             writer.close()
         return pb.DiffResponse(diff=descriptor_pb2.Descriptor(media_type=media, digest=digest,
                                                               size=size))
+
+
+def _layer_source(left: list[dict], right: list[dict]):
+    """``emit(tar)`` writing the layer from ``left`` to ``right``; Unimplemented for mounts
+    neither way handles."""
+    try:
+        top = make.diff_dir(left, right)
+        return lambda tar: make.walk(tar, top)
+    except make.DiffUnsupported as e:
+        why = str(e)
+    try:
+        lower, upper = make.layer_dirs(left), make.layer_dirs(right)
+    except make.DiffUnsupported as e:
+        raise Unimplemented(f"Diff: {e}") from None
+    if len(lower) != 1 or len(upper) != 1:
+        raise Unimplemented(f"Diff: {why}")
+    from supervisor.diff.compare import emit_changes
+    return lambda tar: emit_changes(tar, lower[0], upper[0])
 
 
 class _WriterFile:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+from supervisor import memory
 from supervisor.api.common import namespace, rpc_stream
 from supervisor.api.leases import collect_garbage
-from supervisor.errors import FailedPrecondition, InvalidArgument, NotFound
+from supervisor.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
+                               Unauthenticated)
 from supervisor.gen.containerd.types import descriptor_pb2
 from supervisor.gen.pyrunc.services.pull.v1 import pull_pb2 as pb, pull_pb2_grpc as grpc_pb
 from supervisor.images.pull import PullError, Puller
@@ -49,14 +51,18 @@ class Pull(grpc_pb.PullServicer):
                                   total=event.get("total", 0), done=event.get("done", False),
                                   unpacking=event.get("unpack", ""))
         await collect_garbage(self.services, False)
+        memory.trim()  # the download and unpack buffers go back to the system
         try:
             image = job.result()
         except PullError as e:
-            msg = str(e)
-            raise (NotFound(msg) if "not found" in msg else FailedPrecondition(msg)) from None
+            raise _STATUS.get(e.reason, FailedPrecondition)(str(e)) from None
         t = image["target"]
         yield pb.PullProgress(image=image["name"], target=descriptor_pb2.Descriptor(
             media_type=t["media_type"], digest=t["digest"], size=t["size"]))
+
+
+_STATUS = {"not found": NotFound, "unauthorized": Unauthenticated,
+           "forbidden": PermissionDenied}
 
 
 def register(server, services) -> None:

@@ -41,7 +41,11 @@ ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc6
 
 
 class PullError(Exception):
-    pass
+    """A failed pull; ``reason`` as RegistryError's ("unauthorized", "not found", ...)."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
 
 
 def host_platform() -> str:
@@ -74,7 +78,9 @@ class Puller:
         except RegistryError as e:
             raise PullError(str(e)) from None
         config = (hosts or {}).get(self.ref.host)
-        self.registry = Registry(self.ref, config, plain_http)
+        certs_dir = services.get("settings")["pull.certs_dir"] \
+            if "settings" in services.names() else ""
+        self.registry = Registry(self.ref, config, plain_http, certs_dir)
         self.progress = progress or (lambda event: None)
         self.lease = "pull-" + secrets.token_hex(8)
 
@@ -86,7 +92,7 @@ class Puller:
         try:
             return self._pull()
         except RegistryError as e:
-            raise PullError(str(e)) from None
+            raise PullError(str(e), e.reason) from None
         except SupervisorError as e:
             raise PullError(f"{self.ref.name}: {e}") from None
         except OSError as e:  # a full disk, most likely: the lease's leftovers are garbage

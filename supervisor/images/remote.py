@@ -2,23 +2,27 @@
 
 - References: ``[host[:port]/]repo[:tag][@digest]``; a name without a host is Docker Hub's
   (``docker.io/library/NAME``, served at registry-1.docker.io).
-- Transport: HTTPS with the system CAs; plain HTTP only for hosts configured insecure, and for
-  localhost / 127.0.0.0/8 / ::1 when asked (``plain_http``). Per-registry mirrors are tried first.
+- Transport: HTTPS with the system CAs and the host's own (supervisor/images/tls.py); plain
+  HTTP only for hosts configured insecure, and for localhost / 127.0.0.0/8 / ::1 when asked
+  (``plain_http``). Per-registry mirrors are tried first.
 - Auth: on 401, the ``WWW-Authenticate`` challenge — Bearer (token from the realm, with basic
   credentials if configured) or Basic — and the request is repeated once. Credentials go only to
-  the registry's own host: a redirect (blob storage) is followed without the Authorization header.
+  the host they are for: a redirect to another scheme or host (blob storage) is followed without
+  the Authorization header, and so is a redirect of the token request.
 - Bodies are streamed in chunks (never a whole blob in memory), with a socket timeout so a
   stalled registry fails in bounded time.
 
-Errors are RegistryError with the image and the reason (not found, unauthorized, ...).
+http.client and ssl are imported at the first request, not when the daemon starts (they bring
+the email package and OpenSSL's TLS half: memory the daemon holds for nothing until it pulls).
+
+Errors are RegistryError with the image and the reason (not found, unauthorized, ...); its
+``reason`` says which, for the gRPC status the daemon answers with.
 """
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
-import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -34,7 +38,12 @@ MAX_MANIFEST = 4 << 20
 
 
 class RegistryError(Exception):
-    """A pull failed at the registry; the message names the image and the reason."""
+    """A pull failed at the registry; the message names the image and the reason. ``reason`` is
+    "unauthorized", "forbidden", "not found" or "" (anything else)."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -85,18 +94,22 @@ def parse_reference(text: str) -> Reference:
 
 @dataclass
 class HostConfig:
-    """What the daemon knows of a registry host: insecure (plain HTTP), credentials, mirrors."""
+    """What the daemon knows of a registry host: insecure (plain HTTP), credentials, mirrors,
+    and TLS extras (CA files trusted for it, a client certificate)."""
     insecure: bool = False
     username: str = ""
     password: str = ""
     mirrors: list[str] = field(default_factory=list)
     timeout: float = TIMEOUT  # seconds a connect or a read may wait: a stalled registry fails
+    ca: list[str] = field(default_factory=list)
+    client_cert: str = ""
+    client_key: str = ""
 
 
 def load_hosts(path: str) -> dict[str, HostConfig]:
     """The daemon's registry configuration (``--registry-config``): a JSON file
     ``{"hosts": {"HOST[:PORT]": {"insecure": .., "username": .., "password": .., "mirrors": [..],
-    "timeout": SECONDS}}}``.
+    "timeout": SECONDS, "ca": PATH or [PATH..], "client_cert": PATH, "client_key": PATH}}}``.
     No file, no entries."""
     if not path:
         return {}
@@ -104,9 +117,12 @@ def load_hosts(path: str) -> dict[str, HostConfig]:
         data = json.load(f)
     out = {}
     for host, cfg in (data.get("hosts") or {}).items():
+        ca = cfg.get("ca") or []
         out[host] = HostConfig(bool(cfg.get("insecure")), str(cfg.get("username", "")),
                                str(cfg.get("password", "")), list(cfg.get("mirrors") or []),
-                               float(cfg.get("timeout", TIMEOUT)))
+                               float(cfg.get("timeout", TIMEOUT)),
+                               [ca] if isinstance(ca, str) else [str(c) for c in ca],
+                               str(cfg.get("client_cert", "")), str(cfg.get("client_key", "")))
     return out
 
 
@@ -131,24 +147,44 @@ class Registry:
     """One repository on one registry (or its mirrors), with the auth state of the pull."""
 
     def __init__(self, ref: Reference, config: HostConfig | None = None,
-                 plain_http: bool = False):
+                 plain_http: bool = False, certs_dir: str = ""):
         self.ref = ref
         self.config = config or HostConfig()
         host = "registry-1.docker.io" if ref.host == "docker.io" else ref.host
         self.hosts = list(self.config.mirrors) + [host]
         self.plain_http = plain_http
+        self.certs_dir = certs_dir
         self.auth: str = ""
-        self.context = ssl.create_default_context()
+        self.contexts: dict = {}  # netloc -> ssl.SSLContext
 
     # -- requests ---------------------------------------------------------------------------------
+    def _context(self, netloc: str):
+        """The TLS context for ``netloc``, made once per pull (the registry's own host also
+        gets the CA files of its hosts-file entry)."""
+        if netloc not in self.contexts:
+            import ssl
+            from supervisor.images.tls import context_for
+            own = self.config if netloc == self.hosts[-1] else None
+            try:
+                self.contexts[netloc] = context_for(netloc, own, self.certs_dir)
+            except (OSError, ssl.SSLError) as e:
+                raise RegistryError(f"{self.ref.name}: {netloc}: TLS configuration: {e}") \
+                    from None
+        return self.contexts[netloc]
+
     def _connect(self, scheme: str, netloc: str):
+        import http.client
         if scheme == "http":
             return http.client.HTTPConnection(netloc, timeout=self.config.timeout)
         return http.client.HTTPSConnection(netloc, timeout=self.config.timeout,
-                                           context=self.context)
+                                           context=self._context(netloc))
 
     def _open(self, method: str, url: str, headers: dict, auth: bool = True, hops: int = 5):
-        """(connection, response) with redirects followed (credentials kept to the first host)."""
+        """(connection, response) with redirects followed. Credentials (``self.auth``, or an
+        Authorization among ``headers``) stay with the origin (scheme and host) they were
+        meant for: a redirect elsewhere is followed without them."""
+        import http.client
+        import ssl
         parts = urllib.parse.urlsplit(url)
         conn = self._connect(parts.scheme, parts.netloc)
         h = dict(headers)
@@ -158,6 +194,11 @@ class Registry:
         try:
             conn.request(method, path, headers=h)
             resp = conn.getresponse()
+        except ssl.SSLCertVerificationError as e:
+            conn.close()
+            raise RegistryError(f"{self.ref.name}: {parts.netloc}: TLS certificate not trusted "
+                                f"({e.verify_message}): give its CA in the registry certs "
+                                "directory or the hosts file") from None
         except (OSError, http.client.HTTPException) as e:
             conn.close()
             raise RegistryError(f"{self.ref.name}: {parts.netloc}: {e}") from None
@@ -165,8 +206,11 @@ class Registry:
             location = urllib.parse.urljoin(url, resp.getheader("Location", ""))
             resp.read()
             conn.close()
-            same = urllib.parse.urlsplit(location).netloc == parts.netloc
-            return self._open(method, location, headers, auth=auth and same, hops=hops - 1)
+            there = urllib.parse.urlsplit(location)
+            if (there.scheme, there.netloc) != (parts.scheme, parts.netloc):
+                auth = False
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            return self._open(method, location, headers, auth=auth, hops=hops - 1)
         return conn, resp
 
     def request(self, method: str, path: str, headers: dict | None = None):
@@ -223,19 +267,25 @@ class Registry:
         finally:
             conn.close()
         if tresp.status != 200:
-            raise RegistryError(f"{self.ref.name}: unauthorized (token service answered "
-                                f"{tresp.status})")
-        token = json.loads(body or b"{}")
-        token = token.get("token") or token.get("access_token")
-        if not token:
-            return False
+            reason = "unauthorized" if tresp.status in (401, 403) else ""
+            raise RegistryError(f"{self.ref.name}: {reason or 'token service failed'} (the token "
+                                f"service answered HTTP {tresp.status})", reason)
+        try:
+            token = json.loads(body or b"{}")
+            token = token.get("token") or token.get("access_token")
+        except (ValueError, AttributeError):
+            token = ""
+        if not token or not isinstance(token, str):
+            raise RegistryError(f"{self.ref.name}: unauthorized (the token service at "
+                                f"{realm} answered no token)", "unauthorized")
         self.auth = "Bearer " + token
         return True
 
     def _fail(self, resp, what: str) -> RegistryError:
         reason = {401: "unauthorized", 403: "forbidden", 404: "not found"}.get(
             resp.status, f"HTTP {resp.status}")
-        return RegistryError(f"{self.ref.name}: {what}: {reason}")
+        return RegistryError(f"{self.ref.name}: {what}: {reason}",
+                             reason if resp.status in (401, 403, 404) else "")
 
     # -- API ----------------------------------------------------------------------------------------
     def manifest(self, ref: str) -> tuple[str, bytes]:

@@ -144,8 +144,9 @@ class NetworkManager:
 
     async def reconcile(self, live) -> None:
         """Tear down every attachment whose task is not in ``live`` ((ns, id) pairs)."""
-        threading.Thread(target=_preload, name="network-preload", daemon=True).start()
         self.load()
+        if self.records:
+            _preload_soon()
         for key, rec in sorted(self.records.items()):
             if key not in live:
                 try:
@@ -164,6 +165,7 @@ class NetworkManager:
         mode = (labels or {}).get(LABEL, "")
         if not mode:
             return spec
+        _preload_soon()
         if (ns, cid) in self.records:  # left by an earlier attempt: finish it first
             await self._teardown(self.records[(ns, cid)])
         spec = json.loads(json.dumps(spec))
@@ -431,9 +433,21 @@ def _wants_resolver(rec: dict) -> bool:
         and rec.get("owns_netns") and "joined" not in rec
 
 
+_preloading: list = []
+
+
+def _preload_soon() -> None:
+    """Import pyroute2 (~0.1-0.3 s, ~9 MiB of the daemon's memory) in the background once a
+    network is first wanted (a container with the network label, or attachments left from the
+    last run): a daemon whose containers use no network (ctr, Kubernetes-style clients) never
+    pays for it."""
+    if not _preloading:
+        _preloading.append(threading.Thread(target=_preload, name="network-preload",
+                                            daemon=True))
+        _preloading[0].start()
+
+
 def _preload() -> None:
-    """Import pyroute2 (~0.3 s) in the background at start, not in the first container's
-    create."""
     import pyroute2  # noqa: F401
 
 
