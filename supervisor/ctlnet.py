@@ -79,13 +79,15 @@ def _pairs(items, what: str) -> dict:
 
 class Networks:
     def __init__(self, ctl):
-        import grpc
-        self.grpc = grpc
+        from supervisor.ctlbase import grpc
+        self.grpc, self.ctl = grpc, ctl
+        self.md = [("containerd-namespace", ctl.client.namespace)]
+        if getattr(ctl.client, "local", False):  # the supervisor's local API (ctllocal)
+            self.pb, self.stub = ctl.messages, ctl.client.networks
+            return
         from supervisor.gen.pyrunc.network.v1 import network_pb2, network_pb2_grpc
-        self.ctl = ctl
         self.pb = network_pb2
         self.stub = network_pb2_grpc.NetworksStub(ctl.client.channel)
-        self.md = [("containerd-namespace", ctl.client.namespace)]
 
     def attachment(self, cid: str):
         try:
