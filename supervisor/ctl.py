@@ -36,7 +36,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 
 from supervisor import ctlmeta as meta
@@ -54,7 +53,8 @@ _status_name = status_name
 
 
 # Commands served through the supervisor's local API when it offers one (supervisor/ctllocal.py):
-# they never import grpc (enforced by spec-tests/ctl/test_ctl_fast.py). Others use gRPC.
+# they never import grpc (enforced: $PYRUNC_CTL_FORBID_IMPORTS, spec-tests/supervisor/
+# test_sv_ctl_local.py). The others use gRPC.
 LOCAL_COMMANDS = frozenset((
     "run", "create", "start", "restart", "stop", "kill", "rm", "ps", "inspect", "logs", "wait",
     "pause", "unpause", "resume", "exec", "rename", "top", "attach", "port"))
@@ -321,6 +321,7 @@ class Ctl:
         from supervisor.clientio import RawTerminal
         fifos.start_output(tee)
         result = {}
+        import threading
         waiter = threading.Thread(target=self._wait_into, args=(cid, exec_id, result),
                                   daemon=True)
         waiter.start()
@@ -640,6 +641,14 @@ class Parser(argparse.ArgumentParser):
     """argparse with docker's error reporting: bad flags exit 125, missing arguments exit 1."""
 
     argv: list[str] = []  # the command line being parsed (to quote a flag as it was typed)
+    _width: int | None = None
+
+    def _get_formatter(self):
+        """argparse makes a formatter per add_argument, each asking shutil (slow to import) for
+        the terminal's width: ask once, the way shutil.get_terminal_size does."""
+        if Parser._width is None:
+            Parser._width = _terminal_columns() - 2  # HelpFormatter's own margin
+        return self.formatter_class(prog=self.prog, width=Parser._width)
 
     def error(self, message):
         cmd = self.prog
@@ -663,6 +672,20 @@ class Parser(argparse.ArgumentParser):
             else:
                 message = _argument_message(flags, m.group(3))
         self.exit(EXIT_ERROR, f"{message}\nSee '{cmd} --help'.\n")
+
+
+def _terminal_columns() -> int:
+    """$COLUMNS, else the width of the terminal on stdout, else 80 (shutil's rule)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def _argument_message(flags: str, text: str) -> str:
@@ -924,8 +947,8 @@ def _command_of(argv) -> str | None:
 
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
-    """The command line's parser. Given ``argv``, only its command's options are set up (the
-    others are listed for --help but cost nothing: start-up time); without, all of them."""
+    """The command line's parser. Given ``argv`` naming a command, only that command's parser
+    is made (start-up time: ~7 ms for all of them); otherwise (``--help``, a typo) all are."""
     ap = Parser(prog="pyrunc-ctl", description="docker-like client for pyrunc-supervisor")
     ap.add_argument("-a", "--address", default=os.environ.get("PYRUNC_SUPERVISOR_ADDRESS",
                                                               DEFAULT_ADDRESS))
@@ -940,10 +963,10 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         for mod in EXTENSIONS:
             importlib.import_module(mod).add_commands(table)
     for name, (help_, setup, handler) in table.items():
+        if wanted in table and name != wanted:
+            continue  # not this command line's: argparse will not look at it
         p = sub.add_parser(name, help=help_, add_help=name not in _NO_HELP,
                            prog=f"pyrunc-ctl {name}")
-        if wanted is not None and wanted in table and name != wanted:
-            continue  # not this command line's: argparse never parses its options
         if name in _NO_HELP:
             p.add_argument("--help", action="help", help="show this help message and exit")
         setup(p)

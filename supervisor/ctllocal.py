@@ -12,10 +12,11 @@ objects holding every field of the protobuf message, so code reading ``c.labels`
 """
 from __future__ import annotations
 
+import _socket  # the C module: socket.py's wrappers cost ~2 ms of start-up
 import binascii
 import json
 import os
-import socket
+import sys
 
 from supervisor.localapi import BYTES, MAP, local_address
 
@@ -111,6 +112,19 @@ def decode(value):
     return value
 
 
+def _read_line(sock) -> bytes:
+    """The reply: bytes up to and including the newline (short if the server hung up)."""
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"".join(chunks)
+
+
 class _Stub:
     def __init__(self, client: "LocalClient", service: str):
         self._client, self._service = client, service
@@ -136,15 +150,14 @@ class LocalClient:
         msg = {"m": method, "ns": self.namespace, "req": encode(request)}
         if timeout is not None:
             msg["timeout"] = timeout
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             try:
                 sock.connect(self.path)
             except OSError as e:
                 raise LocalRpcError("UNAVAILABLE", f"connect {self.path}: {e.strerror}") from None
             sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-            with sock.makefile("rb") as f:
-                line = f.readline()
+            line = _read_line(sock)
         finally:
             sock.close()
         if not line.endswith(b"\n"):
@@ -201,6 +214,42 @@ def runc_options(binary_name: str) -> bytes:
 
 
 def connect(address: str, namespace: str) -> LocalClient | None:
-    """A local API client if the supervisor at ``address`` offers one, else None (use gRPC)."""
+    """A local API client if the supervisor at ``address`` offers one, else None (use gRPC).
+    With ``$PYRUNC_CTL_FORBID_IMPORTS`` set (tests), importing any module it lists from here on
+    fails: the rule that these commands never load grpc, enforced."""
     path = local_address(address)
-    return LocalClient(path, address, namespace) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    forbid = os.environ.get("PYRUNC_CTL_FORBID_IMPORTS")
+    if forbid:
+        _forbid_imports(tuple(filter(None, forbid.split(","))))
+    return LocalClient(path, address, namespace)
+
+
+class ForbiddenImport(ImportError):
+    pass
+
+
+class _Forbid:
+    """A sys.meta_path finder that refuses the modules named (and their submodules)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+
+    def _hit(self, name: str) -> bool:
+        return any(name == n or name.startswith(n + ".") for n in self.names)
+
+    def find_spec(self, name, path=None, target=None):
+        if self._hit(name):
+            raise ForbiddenImport(f"pyrunc-ctl on the local API imported {name} "
+                                  "($PYRUNC_CTL_FORBID_IMPORTS)")
+        return None
+
+
+def _forbid_imports(names: tuple[str, ...]) -> None:
+    finder = _Forbid(names)
+    loaded = sorted(m for m in sys.modules if finder._hit(m))
+    if loaded:
+        raise ForbiddenImport(f"pyrunc-ctl: {', '.join(loaded)} already imported "
+                              "($PYRUNC_CTL_FORBID_IMPORTS)")
+    sys.meta_path.insert(0, finder)

@@ -49,7 +49,7 @@ def _setup_network(p) -> None:
 
 def run_labels(a, name: str = "") -> dict:
     """The labels ``run``'s network options become (read by the supervisor at task create)."""
-    from supervisor.network.manager import LABEL, LABEL_ALIASES, LABEL_DNS, LABEL_PORTS
+    from supervisor.network.labels import LABEL, LABEL_ALIASES, LABEL_DNS, LABEL_PORTS
     network = a.network or ("bridge" if a.publish else "")
     if not network:
         if a.dns:
