@@ -97,7 +97,23 @@ def encode(value):
         return {BYTES: binascii.b2a_base64(value, newline=False).decode()}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if hasattr(value, "ListFields"):
+        return _encode_protobuf(value)
     raise TypeError(f"local API: cannot send {type(value).__name__}")
+
+
+def _encode_protobuf(msg) -> dict:
+    """A protobuf message some code built (run IMAGE's mounts, which came over gRPC): its set
+    fields, as a Msg would give them."""
+    out = {}
+    for field, value in msg.ListFields():
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            out[field.name] = {MAP: {k: encode(v) for k, v in value.items()}}
+        elif field.is_repeated:
+            out[field.name] = [encode(v) for v in value]
+        else:
+            out[field.name] = encode(value)
+    return out
 
 
 def decode(value):
@@ -169,13 +185,16 @@ class LocalClient:
         return decode(reply["ok"])
 
     # -- what the local API does not carry: gRPC, opened on first use -----------------------------
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
+    def grpc_client(self):
         if "_grpc" not in self.__dict__:
             from supervisor.client import Client
             self._grpc = Client(self.address, self.namespace)
-        return getattr(self._grpc, name)
+        return self._grpc
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.grpc_client(), name)
 
     def close(self) -> None:
         if "_grpc" in self.__dict__:
