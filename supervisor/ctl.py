@@ -982,7 +982,15 @@ def _handler(ctl: Ctl, handler: str):
     return getattr(ctl, handler)
 
 
+def _untranslated(message: str) -> str:
+    return message
+
+
 def main(argv=None) -> int:
+    # argparse passes each of its messages through gettext, which looks for a catalog on disk at
+    # every call (~2 ms of start-up). pyrunc-ctl speaks docker's English, and Parser.error reads
+    # argparse's English wording: no translation.
+    argparse._ = _untranslated
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(Parser.argv)
     args, extra = parser.parse_known_args(argv)
