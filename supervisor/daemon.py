@@ -167,7 +167,8 @@ class Daemon:
         from supervisor import log
         from supervisor.localapi import local_address
         from supervisor.localapi.server import LocalServer, SocketInUse
-        self.local_api = LocalServer(local_address(self.config.address), self.services)
+        self.local_api = LocalServer(local_address(self.config.address), self.services,
+                                     self.operations.observers())
         try:
             await self.local_api.start()
         except SocketInUse as e:

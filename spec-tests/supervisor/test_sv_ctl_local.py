@@ -133,3 +133,31 @@ def test_stale_socket_replaced_and_grpc_fallback(sv_own):
     ctl(sv, "ps")
     sv.stop()
     assert not os.path.exists(path) and not os.path.exists(sv.sock)
+
+
+def test_local_calls_are_logged_and_counted(sv_rootfs):
+    """The local API's calls reach the same observers as gRPC's: Prometheus counters."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+    sv = Supervisor()
+    metrics = os.path.join(sv.base, "metrics.sock")
+    sv.args = ["--metrics-address", "unix:" + metrics]
+    try:
+        sv.start()
+        ctl(sv, "ps")
+        conn = http.client.HTTPConnection("localhost", timeout=60)
+        conn.sock = socket.socket(socket.AF_UNIX)
+        conn.sock.connect(metrics)
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+        conn.close()
+        found = {(s.name, s.labels.get("grpc_service"), s.labels.get("grpc_method"),
+                  s.labels.get("grpc_code")): s.value
+                 for fam in text_string_to_metric_families(body) for s in fam.samples}
+        for service in ("containerd.services.containers.v1.Containers",
+                        "containerd.services.tasks.v1.Tasks"):
+            assert found.get(("grpc_server_handled_total", service, "List", "OK")) == 1, \
+                [k for k in found if k[0] == "grpc_server_handled_total"]
+    finally:
+        sv.cleanup()

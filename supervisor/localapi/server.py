@@ -41,9 +41,9 @@ def claim(path: str) -> None:
 
 
 class LocalServer:
-    def __init__(self, path: str, services):
+    def __init__(self, path: str, services, observers=()):
         self.path = path
-        self.dispatcher = Dispatcher(services)
+        self.dispatcher = Dispatcher(services, observers)
         self.server: asyncio.AbstractServer | None = None
         self._inode = None
 
