@@ -161,3 +161,77 @@ def test_local_calls_are_logged_and_counted(sv_rootfs):
                 [k for k in found if k[0] == "grpc_server_handled_total"]
     finally:
         sv.cleanup()
+
+
+def raw_call(sv, line: bytes) -> dict:
+    """One exchange on the local API's socket, as bytes on the wire."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    try:
+        s.connect(local_sock(sv))
+        s.sendall(line)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(65536)
+            assert chunk, f"no reply to {line!r}"
+            reply += chunk
+        return json.loads(reply)
+    finally:
+        s.close()
+
+
+def test_protocol_errors_are_grpc_status_codes(sv, sv_rootfs):
+    def err(line: bytes) -> tuple[str, str]:
+        e = raw_call(sv, line)["err"]
+        return e["code"], e["details"]
+    assert err(b"not json\n") == ("INVALID_ARGUMENT", "malformed request")
+    assert err(b'{"m": 3}\n') == ("INVALID_ARGUMENT", "malformed request")
+    assert err(b'{"m": "containers.Nope", "ns": "x"}\n') == (
+        "UNIMPLEMENTED", "unknown method containers.Nope")
+    assert err(b'{"m": "containers.ListStream", "ns": "x"}\n')[0] == "UNIMPLEMENTED"
+    code, details = err(b'{"m": "containers.Get", "ns": "x", "req": {"idd": "a"}}\n')
+    assert code == "INVALID_ARGUMENT" and "no field 'idd'" in details
+    code, details = err(b'{"m": "containers.Get", "ns": "bad ns!", "req": {"id": "a"}}\n')
+    assert code == "INVALID_ARGUMENT" and "namespace" in details
+    code, _ = err(b'{"m": "containers.Get", "req": {"id": "a"}}\n')
+    assert code == "FAILED_PRECONDITION"  # no namespace, as gRPC without the metadata
+    assert err(b'{"m": "containers.Get", "ns": "%s", "req": {"id": "nope"}}\n'
+               % sv.ns.encode())[0] == "NOT_FOUND"
+
+
+def test_wait_deadline_and_hangup(sv, sv_rootfs):
+    name = sv.id("wait")
+    cid = ctl(sv, "run", "-d", "--name", name, sv_rootfs, "sleep", "600").stdout.strip()
+    try:
+        wait = b'{"m": "tasks.Wait", "ns": "%s", "req": {"container_id": "%s"}%s}\n'
+        code = raw_call(sv, wait % (sv.ns.encode(), cid.encode(), b', "timeout": 0.2'))
+        assert code["err"]["code"] == "DEADLINE_EXCEEDED"
+        for _ in range(5):  # a client that hangs up mid-Wait: its call is cancelled
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(local_sock(sv))
+            s.sendall(wait % (sv.ns.encode(), cid.encode(), b""))
+            s.close()
+        assert ctl(sv, "inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
+    finally:
+        ctl(sv, "rm", "-f", name)
+
+
+def test_socket_path_too_long_falls_back_to_grpc(sv_rootfs):
+    """gRPC's path fits (grpcio binds up to 105 bytes) but the local API's does not (a unix
+    address holds 107): the daemon says so in its log and serves gRPC only; ctl uses that."""
+    import shutil
+    import tempfile
+    top = tempfile.mkdtemp(prefix="svt-long-", dir="/tmp")
+    base = os.path.join(top, "x" * (105 - len("/sv.sock") - len(top) - 1))
+    os.makedirs(base)
+    sv = Supervisor(base=base)
+    sv.state, sv.root = os.path.join(top, "st"), os.path.join(top, "rt")  # shims' sockets fit
+    try:
+        sv.start()
+        assert len(sv.sock) == 105 and not os.path.exists(local_sock(sv))
+        assert "no local API for pyrunc-ctl" in sv.log()
+        assert sv.ctl("ps", "-q").stdout == ""
+        assert "grpc" in imported_by_ps(sv)
+    finally:
+        sv.cleanup()
+        shutil.rmtree(top, ignore_errors=True)
