@@ -6,6 +6,7 @@
     both alike; medians. Target: ratio <= 0.5.
 (b) ``ps`` with a few running containers on each. Target: ratio <= 1.0.
 (c) ``--help``: the client's bare start-up cost (no daemon involved).
+(d) ``inspect NAME`` of a running container.
 
 Every daemon runs inside a network namespace made here (entered with nsenter), dockerd with
 ``--bridge=none --iptables=false`` and its own containerd, data root, exec root and sockets in a
@@ -202,6 +203,11 @@ def main() -> int:
             bench.docker("run", "-d", "--network", "none", "bench-busybox:1", "sleep", "600")
         report(f"ps ({a.ps_containers} running)", *interleaved(bench, a.runs, ["ps"], ["ps"]),
                "<= 1.0")
+        bench.ctl("run", "-d", "--name", "bench-inspect", bench.rootfs, "sleep", "600")
+        bench.docker("run", "-d", "--name", "bench-inspect", "--network", "none",
+                     "bench-busybox:1", "sleep", "600")
+        report("inspect NAME", *interleaved(bench, a.runs, ["inspect", "bench-inspect"],
+                                            ["inspect", "bench-inspect"]), "<= 1.0")
     finally:
         bench.stop()
     return 0

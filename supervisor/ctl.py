@@ -36,7 +36,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 
 from supervisor import ctlmeta as meta
@@ -53,14 +52,34 @@ _exec_failure_code = exec_failure_code
 _status_name = status_name
 
 
+# Commands served through the supervisor's local API when it offers one (supervisor/ctllocal.py):
+# they never import grpc (enforced: $PYRUNC_CTL_FORBID_IMPORTS, spec-tests/supervisor/
+# test_sv_ctl_local.py). The others use gRPC.
+LOCAL_COMMANDS = frozenset((
+    "run", "create", "start", "restart", "stop", "kill", "rm", "ps", "inspect", "logs", "wait",
+    "pause", "unpause", "resume", "exec", "rename", "top", "attach", "port"))
+
+
 class Ctl:
     def __init__(self, args):
+        self.args = args
+        from supervisor import ctllocal
+        local = ctllocal.connect(args.address, args.namespace) \
+            if args.cmd in LOCAL_COMMANDS else None
+        if local is not None:
+            self.client, self.messages = local, ctllocal.MESSAGES
+            self.cpb = self.tpb = ctllocal.MESSAGES
+            return
         from supervisor.client import Client
         from supervisor.gen.containerd.services.containers.v1 import containers_pb2
         from supervisor.gen.containerd.services.tasks.v1 import tasks_pb2
-        self.args = args
         self.client = Client(args.address, args.namespace)
-        self.cpb, self.tpb = containers_pb2, tasks_pb2
+        self.cpb, self.tpb, self.messages = containers_pb2, tasks_pb2, None
+
+    def pb(self, module: str):
+        """Request factories: the generated ``_pb2`` module over gRPC, ctllocal's over the
+        local API (``module`` is imported only for gRPC)."""
+        return self.messages or importlib.import_module(module)
 
     # -- lookups ----------------------------------------------------------------------------------
     def container(self, ref: str):
@@ -148,7 +167,8 @@ class Ctl:
     def files_root(self, *parts: str) -> str:
         """A directory for the client's files (logs, volumes) under the supervisor's --root,
         found through its API (the metadata plugin's "root" export)."""
-        from supervisor.gen.containerd.services.introspection.v1 import introspection_pb2
+        introspection_pb2 = self.pb(
+            "supervisor.gen.containerd.services.introspection.v1.introspection_pb2")
         if not hasattr(self, "_files_root"):
             reply = self.client.introspection.Plugins(introspection_pb2.PluginsRequest(
                 filters=['type=="io.containerd.metadata.v1"']))
@@ -164,15 +184,13 @@ class Ctl:
         before a stop, kill or rm (so the exit is not restarted), and at start/restart."""
         if restartpolicy.POLICY not in c.labels:
             return
-        from google.protobuf import field_mask_pb2
         c.labels[restartpolicy.STATUS] = "running" if running else "stopped"
         paths = [f"labels.{restartpolicy.STATUS}"]
         if running:
             c.labels[restartpolicy.COUNT] = "0"
             paths.append(f"labels.{restartpolicy.COUNT}")
-        mask = field_mask_pb2.FieldMask(paths=paths)
-        self.client.containers.Update(self.cpb.UpdateContainerRequest(container=c,
-                                                                      update_mask=mask))
+        self.client.containers.Update(self.cpb.UpdateContainerRequest(
+            container=c, update_mask={"paths": paths}))  # a FieldMask, given as its fields
 
     # -- run / create -----------------------------------------------------------------------------
     def cmd_run(self, a) -> int:
@@ -303,6 +321,7 @@ class Ctl:
         from supervisor.clientio import RawTerminal
         fifos.start_output(tee)
         result = {}
+        import threading
         waiter = threading.Thread(target=self._wait_into, args=(cid, exec_id, result),
                                   daemon=True)
         waiter.start()
@@ -363,8 +382,8 @@ class Ctl:
     def cmd_exec(self, a) -> int:
         import secrets
 
-        from supervisor.client import PROCESS_URL, json_any
         from supervisor.clientio import FifoSet
+        from supervisor.ctlbase import PROCESS_URL
         if not a.command:
             raise CtlError('"pyrunc-ctl exec" requires at least 2 arguments.')
         cont = self.container(a.container)
@@ -380,14 +399,14 @@ class Ctl:
         exec_id = "exec-" + secrets.token_hex(6)
         if a.detach:
             self.client.tasks.Exec(self.tpb.ExecProcessRequest(
-                container_id=cid, exec_id=exec_id, spec=json_any(PROCESS_URL, proc)))
+                container_id=cid, exec_id=exec_id, spec=_any(PROCESS_URL, proc)))
             self._start(cid, exec_id)
             return 0
         fifos = FifoSet(exec_id, stdin=a.interactive, stderr=not a.tty)
         try:
             try:
                 self.client.tasks.Exec(self.tpb.ExecProcessRequest(
-                    container_id=cid, exec_id=exec_id, spec=json_any(PROCESS_URL, proc),
+                    container_id=cid, exec_id=exec_id, spec=_any(PROCESS_URL, proc),
                     terminal=a.tty, stdin=fifos.stdin, stdout=fifos.stdout, stderr=fifos.stderr))
             except grpc.RpcError as e:
                 raise CtlError(f"Error response from daemon: {e.details()}",
@@ -588,6 +607,11 @@ class Ctl:
     cmd_resume = cmd_unpause
 
 
+def _any(url: str, obj) -> dict:
+    """A google.protobuf.Any holding JSON, as its fields (both clients' requests take that)."""
+    return {"type_url": url, "value": json.dumps(obj).encode()}
+
+
 class _Nothing:
     def __enter__(self):
         return self
@@ -617,6 +641,14 @@ class Parser(argparse.ArgumentParser):
     """argparse with docker's error reporting: bad flags exit 125, missing arguments exit 1."""
 
     argv: list[str] = []  # the command line being parsed (to quote a flag as it was typed)
+    _width: int | None = None
+
+    def _get_formatter(self):
+        """argparse makes a formatter per add_argument, each asking shutil (slow to import) for
+        the terminal's width: ask once, the way shutil.get_terminal_size does."""
+        if Parser._width is None:
+            Parser._width = _terminal_columns() - 2  # HelpFormatter's own margin
+        return self.formatter_class(prog=self.prog, width=Parser._width)
 
     def error(self, message):
         cmd = self.prog
@@ -640,6 +672,20 @@ class Parser(argparse.ArgumentParser):
             else:
                 message = _argument_message(flags, m.group(3))
         self.exit(EXIT_ERROR, f"{message}\nSee '{cmd} --help'.\n")
+
+
+def _terminal_columns() -> int:
+    """$COLUMNS, else the width of the terminal on stdout, else 80 (shutil's rule)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def _argument_message(flags: str, text: str) -> str:
@@ -887,18 +933,38 @@ EXTENSIONS: tuple[str, ...] = ("supervisor.ctlnet", "supervisor.ctl_images")
 _NO_HELP = ("run", "create")  # -h is --hostname there, as in docker
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv) -> str | None:
+    """The command word of a command line (the first argument that is not a global option or
+    its value), so only that command's parser is set up; None if there is none."""
+    takes_value = ("-a", "--address", "-n", "--namespace")
+    it = iter(argv)
+    for arg in it:
+        if arg in takes_value:
+            next(it, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The command line's parser. Given ``argv`` naming a command, only that command's parser
+    is made (start-up time: ~7 ms for all of them); otherwise (``--help``, a typo) all are."""
     ap = Parser(prog="pyrunc-ctl", description="docker-like client for pyrunc-supervisor")
     ap.add_argument("-a", "--address", default=os.environ.get("PYRUNC_SUPERVISOR_ADDRESS",
                                                               DEFAULT_ADDRESS))
     ap.add_argument("-n", "--namespace", default=os.environ.get("PYRUNC_NAMESPACE", "default"))
     from supervisor import version
     version.add_flag(ap)
-    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=Parser,
+                            prog="pyrunc-ctl")  # given: argparse would import shutil for it
     table = dict(COMMANDS)
-    for mod in EXTENSIONS:
-        importlib.import_module(mod).add_commands(table)
+    wanted = _command_of(argv) if argv is not None else None
+    if wanted not in table:  # the extensions' commands (or --help): every module's table
+        for mod in EXTENSIONS:
+            importlib.import_module(mod).add_commands(table)
     for name, (help_, setup, handler) in table.items():
+        if wanted in table and name != wanted:
+            continue  # not this command line's: argparse will not look at it
         p = sub.add_parser(name, help=help_, add_help=name not in _NO_HELP,
                            prog=f"pyrunc-ctl {name}")
         if name in _NO_HELP:
@@ -916,9 +982,17 @@ def _handler(ctl: Ctl, handler: str):
     return getattr(ctl, handler)
 
 
+def _untranslated(message: str) -> str:
+    return message
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
+    # argparse passes each of its messages through gettext, which looks for a catalog on disk at
+    # every call (~2 ms of start-up). pyrunc-ctl speaks docker's English, and Parser.error reads
+    # argparse's English wording: no translation.
+    argparse._ = _untranslated
     Parser.argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(Parser.argv)
     args, extra = parser.parse_known_args(argv)
     if extra:  # report it as the command's own flag error, as docker does
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

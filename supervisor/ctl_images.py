@@ -10,15 +10,12 @@ it returns.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
 
-import grpc
-
-from supervisor.ctlbase import print_table
+from supervisor.ctlbase import grpc, print_table  # grpc: imported on first use
 
 
 def ImageError(message: str):
@@ -66,6 +63,12 @@ def add_commands(table: dict) -> None:
     table["load"] = ("load an OCI layout tarball or a docker save archive",
                      lambda p: p.add_argument("-i", "--input", default="-"), here + "cmd_load")
     table["tag"] = ("give an image another name", _setup_tag, here + "cmd_tag")
+
+
+def _sha256(data: bytes) -> str:
+    """The hex sha256 (hashlib imported here: it is slow to import and most commands skip it)."""
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
 
 
 def _bytes(n: float) -> str:
@@ -232,7 +235,7 @@ class ImageRun:
         chain = ""
         for d in diff_ids:
             chain = d if not chain else \
-                "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
+                "sha256:" + _sha256(f"{chain} {d}".encode())
         return config.get("config") or {}, chain
 
     def base_spec(self, a) -> dict:
@@ -476,7 +479,7 @@ def cmd_load(ctl, a) -> int:
 
 def _put(ctl, data: bytes, labels: dict | None = None) -> str:
     content_pb2, stub = _content(ctl)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = "sha256:" + _sha256(data)
     msgs = [content_pb2.WriteContentRequest(action=content_pb2.COMMIT, ref="load-" + digest,
                                             total=len(data), expected=digest, data=data,
                                             labels=labels or {})]
@@ -497,7 +500,7 @@ def _load_oci(ctl, files: dict) -> list:
     blobs = {("sha256:" + n.rsplit("/", 1)[-1]): d for n, d in files.items()
              if n.startswith("blobs/sha256/")}
     for digest, data in blobs.items():
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if "sha256:" + _sha256(data) != digest:
             raise ImageError(f"blob {digest}: digest mismatch")
     # Children first, each parent labelled with its children (the gc references).
     def store(digest):
@@ -593,7 +596,7 @@ def _unpack(ctl, target: dict) -> None:
     parent = ""
     for layer, diff_id in zip(doc["layers"], config["rootfs"]["diff_ids"]):
         chain = diff_id if not parent else \
-            "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+            "sha256:" + _sha256(f"{parent} {diff_id}".encode())
         try:
             ss.Stat(snapshots_pb2.StatSnapshotRequest(snapshotter="overlayfs", key=chain),
                     metadata=md)

@@ -1,5 +1,5 @@
 """What every pyrunc-ctl module shares: the error type, Docker's exit codes and how a failed
-start maps to them, task status names, and grpc imported lazily.
+start maps to them, task status names, and grpc imported lazily (or not at all: ctllocal).
 
 It lives apart from ctl.py because ``python -m supervisor.ctl`` runs ctl.py as ``__main__``: a
 command module importing ``supervisor.ctl`` would get a second copy, whose CtlError the main
@@ -8,19 +8,37 @@ loop would not catch.
 from __future__ import annotations
 
 import importlib
+import sys
 
 
-class _LazyModule:
-    """A module imported on first attribute access (grpc costs ~150 ms to import)."""
+class _Grpc:
+    """grpc, imported on first attribute use (it costs more than ``docker ps`` to import).
 
-    def __init__(self, name: str):
-        self._name = name
+    ``RpcError`` and ``StatusCode`` are answered without importing it: errors of the local API's
+    client (supervisor.ctllocal) are caught as ``grpc.RpcError`` is and their codes compare
+    equal to grpc's, so ``except grpc.RpcError`` and ``e.code() == grpc.StatusCode.NOT_FOUND``
+    hold for either client, and a command on the local API never imports grpc."""
+
+    @property
+    def RpcError(self):
+        from supervisor.ctllocal import LocalRpcError
+        real = sys.modules.get("grpc")
+        return (LocalRpcError, real.RpcError) if real is not None else LocalRpcError
+
+    @property
+    def StatusCode(self):
+        real = sys.modules.get("grpc")
+        if real is not None:
+            return real.StatusCode
+        from supervisor.ctllocal import StatusCodes
+        return StatusCodes()
 
     def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
+        return getattr(importlib.import_module("grpc"), attr)
 
 
-grpc = _LazyModule("grpc")
+grpc = _Grpc()
+PROCESS_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 EXIT_ERROR = 125          # docker: the client or daemon failed (run/create), or a bad flag
 EXIT_CANNOT_INVOKE = 126  # the command exists but cannot be executed

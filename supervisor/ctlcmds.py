@@ -79,7 +79,6 @@ def wait(ctl, a) -> int:
 
 
 def rename(ctl, a) -> int:
-    from google.protobuf import field_mask_pb2
     c = ctl.container(a.container)
     try:
         new = meta.check_name(a.new_name)
@@ -90,7 +89,7 @@ def rename(ctl, a) -> int:
                        "as its current name")
     ctl.check_name_free(new, c.id)
     c.labels[meta.NAME] = new
-    mask = field_mask_pb2.FieldMask(paths=[f"labels.{meta.NAME}"])
+    mask = {"paths": [f"labels.{meta.NAME}"]}  # a FieldMask, as its fields (either client)
     ctl.client.containers.Update(ctl.cpb.UpdateContainerRequest(container=c, update_mask=mask))
     ctl.claim_name(new, c.id)
     return 0

@@ -53,7 +53,7 @@ def _setup_network(p) -> None:
 
 def run_labels(a, name: str = "") -> dict:
     """The labels ``run``'s network options become (read by the supervisor at task create)."""
-    from supervisor.network.manager import LABEL, LABEL_ALIASES, LABEL_DNS, LABEL_PORTS
+    from supervisor.network.labels import LABEL, LABEL_ALIASES, LABEL_DNS, LABEL_PORTS
     network = a.network or ("bridge" if a.publish else "")
     if not network:
         if a.dns:
@@ -83,13 +83,15 @@ def _pairs(items, what: str) -> dict:
 
 class Networks:
     def __init__(self, ctl):
-        import grpc
-        self.grpc = grpc
+        from supervisor.ctlbase import grpc
+        self.grpc, self.ctl = grpc, ctl
+        self.md = [("containerd-namespace", ctl.client.namespace)]
+        if getattr(ctl.client, "local", False):  # the supervisor's local API (ctllocal)
+            self.pb, self.stub = ctl.messages, ctl.client.networks
+            return
         from supervisor.gen.pyrunc.network.v1 import network_pb2, network_pb2_grpc
-        self.ctl = ctl
         self.pb = network_pb2
         self.stub = network_pb2_grpc.NetworksStub(ctl.client.channel)
-        self.md = [("containerd-namespace", ctl.client.namespace)]
 
     def attachment(self, cid: str):
         try:

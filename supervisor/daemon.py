@@ -137,6 +137,7 @@ class Daemon:
         self.gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
         self.operations = Operations(self.services.get("settings"), self.services)
         await self.operations.start()  # metrics answer once the API does
+        await self._start_local_api()
         self.server = grpc.aio.server(interceptors=self.operations.interceptors())
         api.register(self.server, self.services)
         old = os.umask(0o177)  # the socket is created 0600
@@ -147,6 +148,22 @@ class Daemon:
         finally:
             os.umask(old)
         os.chmod(self.config.address, 0o600)
+
+    async def _start_local_api(self) -> None:
+        """pyrunc-ctl's socket next to the gRPC one (supervisor/localapi/): a live server's is
+        never taken (refuse to start); a path too long for a unix socket only loses the fast path."""
+        from supervisor import log
+        from supervisor.localapi import local_address
+        from supervisor.localapi.server import LocalServer, SocketInUse
+        self.local_api = LocalServer(local_address(self.config.address), self.services,
+                                     self.operations.observers())
+        try:
+            await self.local_api.start()
+        except SocketInUse as e:
+            raise DaemonError(str(e)) from None
+        except OSError as e:
+            log.warn("no local API for pyrunc-ctl", address=self.local_api.path, error=str(e))
+            self.local_api = None
 
     async def _collect_leases(self) -> None:
         """Expired leases go at their expiry (and at the latest gc.interval seconds, a minute by
@@ -176,6 +193,8 @@ class Daemon:
         was started)."""
         if self.operations is not None:
             await self.operations.stop()
+        if getattr(self, "local_api", None) is not None:
+            await self.local_api.stop()
         if self.server is not None:
             await self.server.stop(grace=1)
         if self.collector is not None:

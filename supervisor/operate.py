@@ -41,9 +41,13 @@ class Operations:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def interceptors(self) -> list:
-        from supervisor.grpcobserve import Interceptor, log_call
-        observers = [log_call] + ([self.exporter.observe] if self.exporter else [])
-        return [Interceptor(observers)]
+        from supervisor.grpcobserve import Interceptor
+        return [Interceptor(self.observers())]
+
+    def observers(self) -> list:
+        """Who hears of each finished API call (gRPC's, and the local API's for pyrunc-ctl)."""
+        from supervisor.grpcobserve import log_call
+        return [log_call] + ([self.exporter.observe] if self.exporter else [])
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

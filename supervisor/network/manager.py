@@ -49,10 +49,8 @@ from supervisor.errors import FailedPrecondition, InvalidArgument, NotFound, Sup
 from supervisor.network import cni, dnsmsg, files, netns, ports as portsmod, rules
 from supervisor.network.config import DEFAULT_NETWORK, Configs, subnets_of
 
-LABEL = "io.pyrunc.network"
-LABEL_PORTS = "io.pyrunc.network.ports"
-LABEL_DNS = "io.pyrunc.network.dns"
-LABEL_ALIASES = "io.pyrunc.network.aliases"   # more names peers know it by (a docker name)
+from supervisor.network.labels import (  # noqa: F401 (the manager's names for them)
+    LABEL, LABEL_ALIASES, LABEL_DNS, LABEL_PORTS)
 IFNAME = "eth0"
 
 log = logging.getLogger("pyrunc.network")
