@@ -82,3 +82,26 @@ def test_image_container_stop_and_start(sv, image, cleanup):
     assert inspect(sv, name)["State"]["Status"] == "running"
     sv.ctl("restart", "-t", "1", name)
     wait_for(lambda: sv.ctl("logs", name).stdout.split() == ["1", "2", "3"], what="restart")
+
+
+# -- --privileged ---------------------------------------------------------------------------------
+
+def test_privileged_sees_host_devices_and_a_writable_sys(sv, sv_rootfs):
+    from supervisor.ctlopts import host_devices
+    host = sorted(d["path"] for d in host_devices())
+    assert host, "the host has device nodes under /dev"
+    script = ("find /dev -type c -o -type b | sort; grep ' /sys ' /proc/mounts | cut -d' ' -f4;"
+              " head -c 16 /dev/urandom | wc -c; grep CapEff /proc/self/status")
+    out = sv.ctl("run", "--rm", "--privileged", sv_rootfs, "sh", "-c", script).stdout.split()
+    inside = {p for p in out if p.startswith("/dev/")}
+    assert set(host) <= inside  # every host device, numbers and all (checked below)
+    assert any(o.startswith("rw,") for o in out)  # /sys writable
+    plain = sv.ctl("run", "--rm", sv_rootfs, "sh", "-c", script).stdout.split()
+    assert not (set(host) - {"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                             "/dev/urandom", "/dev/tty"}) & set(plain)
+    assert any(o.startswith("ro,") for o in plain)
+    dev = next(d for d in host_devices() if d["path"] not in ("/dev/null", "/dev/zero"))
+    stat = sv.ctl("run", "--rm", "--privileged", sv_rootfs, "stat", "-c", "%F %t:%T",
+                  dev["path"]).stdout.split()
+    kind = "character" if dev["type"] == "c" else "block"
+    assert stat[0] == kind and stat[-1] == f"{dev['major']:x}:{dev['minor']:x}"
