@@ -177,8 +177,12 @@ def apply_docker_options(spec: dict, a, short_id: str) -> dict:
         cur = list(ALL_CAPS)
         linux["maskedPaths"], linux["readonlyPaths"] = [], []
         res["devices"] = [{"allow": True, "access": "rwm"}]
+        linux["devices"] = host_devices()
+        linux.pop("seccomp", None)
+        proc.pop("apparmorProfile", None)
+        proc["noNewPrivileges"] = False
         for m in spec.get("mounts", []):
-            if m.get("type") == "sysfs":
+            if m.get("type") in ("sysfs", "cgroup"):
                 m["options"] = [o for o in m.get("options", []) if o != "ro"]
     for cap in a.cap_drop:
         c = _cap_name(cap)
@@ -211,6 +215,35 @@ def apply_docker_options(spec: dict, a, short_id: str) -> dict:
                entrypoint=[a.entrypoint] if a.entrypoint else None,
                log_opts=dict(a.log_opt))
     return cfg
+
+
+_SKIP_DIRS = ("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev")
+
+
+def host_devices(root: str = "/dev") -> list[dict]:
+    """Every character and block device node under the host's /dev, as OCI ``linux.devices``
+    (what ``--privileged`` gives a container, as Docker does): not the pts/shm/mqueue
+    directories, not /dev/console (the container gets its own) nor /dev/ptmx (a link to its own
+    devpts), not symlinks."""
+    import stat
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        if dirpath == root:
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            if path in ("/dev/console", "/dev/ptmx"):
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out.append({"path": path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
+                            "gid": st.st_gid})
+    return out
 
 
 def _cap_name(cap: str) -> str:

@@ -131,7 +131,8 @@ class Daemon:
         await self.services.get("tasks").open()
         from supervisor.core.restart import RestartMonitor
         self.restarts = RestartMonitor(self.services.get("store"), self.services.get("tasks"),
-                                       self.services.get("events"))
+                                       self.services.get("events"),
+                                       self.services.get("snapshotters"))
         self.restarts.start()  # restart policies (after recovery: it knows the tasks)
         self.collector = asyncio.get_running_loop().create_task(self._collect_leases())
         self.gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())

@@ -33,8 +33,9 @@ log = logging.getLogger("pyrunc-supervisor")
 MIN_DELAY, MAX_DELAY, RESET_AFTER = 0.1, 60.0, 10.0
 
 class RestartMonitor:
-    def __init__(self, store, tasks, events):
+    def __init__(self, store, tasks, events, snapshotters=None):
         self.store, self.tasks, self.events = store, tasks, events
+        self.snapshotters = snapshotters or {}
         self.delays: dict[tuple[str, str], float] = {}
         self.started_at: dict[tuple[str, str], float] = {}
         self.pending: set[tuple[str, str]] = set()
@@ -122,15 +123,26 @@ class RestartMonitor:
         binary, root = _runtime_options(c)
         uri = c.labels.get(LOGURI, "")
         await self.tasks.create(ns, CreateTask(
-            id=c.id, spec=spec, stdout=uri, stderr=uri,
+            id=c.id, spec=spec, rootfs=self._rootfs(ns, c), stdout=uri, stderr=uri,
             terminal=bool((spec.get("process") or {}).get("terminal")), runtime=binary,
-            runtime_root=root))
+            runtime_root=root, labels=dict(c.labels)))
         await self.tasks.start(ns, c.id, "")
         latest = self.store.container_get(ns, c.id)
         if latest is not None:
             cur = _container(latest)
             cur.labels[COUNT] = str(int(cur.labels.get(COUNT) or 0) + 1)
             self.store.container_replace(ns, c.id, cur.SerializeToString())
+
+
+    def _rootfs(self, ns: str, c) -> list[dict]:
+        """The mounts of the container's own snapshot (a container made from an image), as a
+        client passes them to Tasks.Create; none for a container with a rootfs in its spec."""
+        if not c.snapshot_key:
+            return []
+        sn = self.snapshotters.get(c.snapshotter or "overlayfs")
+        if sn is None:
+            raise errors.NotFound(f"snapshotter {c.snapshotter!r} not found")
+        return sn.mounts(ns, c.snapshot_key)
 
 
 def _container(data: bytes):
