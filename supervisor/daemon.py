@@ -155,7 +155,8 @@ class Daemon:
         never taken (refuse to start); a path too long for a unix socket only loses the fast path."""
         from supervisor import log
         from supervisor.localapi import local_address
-        from supervisor.localapi.server import LocalServer, SocketInUse
+        from supervisor.listen import SocketInUse
+        from supervisor.localapi.server import LocalServer
         self.local_api = LocalServer(local_address(self.config.address), self.services,
                                      self.operations.observers())
         try:

@@ -105,7 +105,7 @@ def test_socket_mode_and_live_socket_kept(sv):
          "--root", second.root, "--runtime", sv.runtime], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     _, err = second.proc.communicate(timeout=60)
-    assert second.proc.returncode == 1 and b"already running" in err
+    assert second.proc.returncode == 1 and b"another server is listening" in err
     assert os.stat(path).st_ino == st.st_ino
     ctl(sv, "ps")
 

@@ -4,8 +4,8 @@ Served on the daemon's event loop with asyncio streams: a connection is read for
 line, the call runs while the connection is watched for a hang-up (which cancels it, as a
 cancelled gRPC call would be), the reply line is written and the connection closed.
 
-The socket is claimed as the gRPC one is: a stale file (nothing answers) is replaced, a live
-server's is never touched (the daemon refuses to start). It is created 0600 (root only), and at
+The socket is claimed as every other one is (supervisor/listen.py): a stale file (nothing
+answers) is replaced, a live server's is never touched (the daemon refuses to start). It is created 0600 (root only), and at
 stop it is removed only if it is still the one this server made (same inode).
 """
 from __future__ import annotations
@@ -13,31 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 
+from supervisor.listen import claim
 from supervisor.localapi import MAX_LINE
 from supervisor.localapi.dispatch import CallError, Dispatcher
-
-
-class SocketInUse(OSError):
-    """A live server answers on the local API's socket."""
-
-
-def claim(path: str) -> None:
-    """Remove a stale socket file at ``path``; refuse if a live server answers on it."""
-    if not os.path.lexists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)
-        return
-    except OSError as e:
-        raise SocketInUse(f"listen {path}: cannot probe it: {e}") from None
-    finally:
-        probe.close()
-    raise SocketInUse(f"listen {path}: a server is already running there")
 
 
 class LocalServer:
