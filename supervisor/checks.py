@@ -57,6 +57,24 @@ def check_dest(path: str, what: str) -> None:
         raise InvalidArgument(f"{what} {path!r}: not a FIFO")
 
 
+# A container's json-file log (supervisor/shim/jsonlog.py): its output goes there, whoever reads
+# it; the value is json-file:///abs/path[?max-size=BYTES&max-file=N].
+LOG_LABEL = "io.pyrunc/log"
+
+
+def check_log(uri: str) -> None:
+    """Validate a container's log label before anything is created."""
+    if not uri:
+        return
+    from supervisor.shim.jsonlog import LogError, parse
+    try:
+        path = parse(uri)[0]
+    except LogError as e:
+        raise InvalidArgument(f"label {LOG_LABEL}: {e}") from None
+    if not os.path.isdir(os.path.dirname(path)):
+        raise InvalidArgument(f"label {LOG_LABEL}: {path}: directory does not exist")
+
+
 def check_stdio(stdin: str, stdout: str, stderr: str) -> None:
     for what, value in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
         check_dest(value, what)

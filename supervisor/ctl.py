@@ -223,19 +223,21 @@ class Ctl:
         spec, cfg, shown = self._build_spec(a, cid)
         log_dir = os.path.abspath(a.log_dir) if a.log_dir else self.files_root("logs")
         log = os.path.join(log_dir, self.args.namespace, cid + ".log")
+        os.makedirs(os.path.dirname(log), exist_ok=True)
         labels = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
         from supervisor import ctlnet
         labels.update(ctlnet.run_labels(a, name))
         labels.update({meta.NAME: name, meta.IMAGE: a.image, meta.CMD: json.dumps(shown),
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
+        from supervisor.ctllogs import log_uri  # written by the shim (supervisor/shim/jsonlog.py)
+        labels[meta.LOG_URI] = log_uri(log, dict(a.log_opt))
         if self._volume_names:
             labels["io.pyrunc.ctl/volumes"] = ",".join(self._volume_names)
         if a.restart["Name"] != "no":  # kept by the supervisor (supervisor/core/restart.py)
             policy = a.restart["Name"]
             if policy == "on-failure" and a.restart["MaximumRetryCount"]:
                 policy += f":{a.restart['MaximumRetryCount']}"
-            labels.update({restartpolicy.POLICY: policy, restartpolicy.STATUS: "running",
-                           restartpolicy.LOGURI: "file://" + log})
+            labels.update({restartpolicy.POLICY: policy, restartpolicy.STATUS: "running"})
         run = getattr(self, "_image_run", None)
         if run is not None:  # an image: a snapshot of its own, named after the container
             c = run.create_container(spec, labels, a.runtime or "")
@@ -272,12 +274,12 @@ class Ctl:
             raise CtlError(f"Error response from daemon: {e}") from None
 
     def start_logged(self, c) -> None:
-        """Create and start the task with its output going to the container's log file."""
+        """Create and start the task; the shim writes its output to the container's log."""
         log = c.labels.get(LOG_LABEL)
         os.makedirs(os.path.dirname(log), exist_ok=True)
         terminal = bool(json.loads(c.spec.value).get("process", {}).get("terminal"))
-        self._create_task(c.id, stdout="file://" + log, stderr="file://" + log,
-                          terminal=terminal)
+        out = "" if meta.LOG_URI in c.labels else "file://" + log  # older containers: raw
+        self._create_task(c.id, stdout=out, stderr=out, terminal=terminal)
         self._start(c.id)
 
     def _create_task(self, cid: str, stdin="", stdout="", stderr="", terminal=False):
@@ -305,7 +307,7 @@ class Ctl:
         fifos = FifoSet(cid[:12], stdin=a.interactive, stderr=not a.tty)
         try:
             self._create_task(cid, fifos.stdin, fifos.stdout, fifos.stderr, a.tty)
-            code = self._attach(cid, "", fifos, a.tty, "" if a.rm else c.labels[LOG_LABEL])
+            code = self._attach(cid, "", fifos, a.tty)
             if a.rm:
                 self.client.tasks.Delete(self.tpb.DeleteTaskRequest(container_id=cid))
         finally:
@@ -475,7 +477,8 @@ class Ctl:
             raise CtlError(f"Error response from daemon: container {a.container} has no log")
         try:
             return follow(log, tail=a.tail, keep_going=a.follow,
-                          running=lambda: (self.task(c.id) or _Stopped()).status in (1, 2, 4, 5))
+                          running=lambda: (self.task(c.id) or _Stopped()).status in (1, 2, 4, 5),
+                          timestamps=a.timestamps, since=a.since, until=a.until)
         except LogError as e:
             raise CtlError(str(e)) from None
 
@@ -583,10 +586,8 @@ class Ctl:
         ctl_images.remove_snapshot(self, cont)
         log = cont.labels.get(LOG_LABEL)
         if log:
-            try:
-                os.unlink(log)
-            except FileNotFoundError:
-                pass
+            from supervisor.ctllogs import remove_log
+            remove_log(log)
 
     def cmd_pause(self, a) -> int:
         def pause(ref):
@@ -786,6 +787,10 @@ def _setup_logs(p) -> None:
     p.required_text = "exactly 1 argument"
     p.add_argument("-f", "--follow", action="store_true", help="follow log output")
     p.add_argument("-n", "--tail", default="all", help="lines from the end (or all)")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    p.add_argument("--since", default="", help="since a timestamp (2013-01-02T13:23:37Z) or "
+                   "relative (42m)")
+    p.add_argument("--until", default="", help="before a timestamp or relative (42m)")
     p.add_argument("container")
 
 

@@ -46,7 +46,8 @@ def _start_attached(ctl, c, interactive: bool) -> int:
     fifos = FifoSet(c.id[:12], stdin=interactive, stderr=not tty)
     try:
         ctl._create_task(c.id, fifos.stdin, fifos.stdout, fifos.stderr, tty)
-        return ctl._attach(c.id, "", fifos, tty, c.labels.get(meta.LOG, ""))
+        tee = "" if meta.LOG_URI in c.labels else c.labels.get(meta.LOG, "")  # the shim logs
+        return ctl._attach(c.id, "", fifos, tty, tee)
     finally:
         fifos.close()
 
@@ -214,8 +215,7 @@ def update(ctl, a) -> int:
             else:
                 c.labels[restartpolicy.POLICY] = name
                 c.labels.setdefault(restartpolicy.STATUS, "running")
-                c.labels.setdefault(restartpolicy.LOGURI, "file://" + c.labels.get(meta.LOG, ""))
-                paths += [f"labels.{restartpolicy.STATUS}", f"labels.{restartpolicy.LOGURI}"]
+                paths.append(f"labels.{restartpolicy.STATUS}")
             paths.append(f"labels.{restartpolicy.POLICY}")
         ctl.client.containers.Update(ctl.cpb.UpdateContainerRequest(
             container=c, update_mask=field_mask_pb2.FieldMask(paths=paths)))

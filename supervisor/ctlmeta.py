@@ -23,6 +23,7 @@ NAME = PREFIX + "name"
 IMAGE = PREFIX + "image"
 CMD = PREFIX + "cmd"
 LOG = PREFIX + "log"
+LOG_URI = "io.pyrunc/log"  # the shim's json-file log (supervisor/checks.py LOG_LABEL)
 CONFIG = PREFIX + "config"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")

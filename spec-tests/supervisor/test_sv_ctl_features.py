@@ -105,3 +105,70 @@ def test_privileged_sees_host_devices_and_a_writable_sys(sv, sv_rootfs):
                   dev["path"]).stdout.split()
     kind = "character" if dev["type"] == "c" else "block"
     assert stat[0] == kind and stat[-1] == f"{dev['major']:x}:{dev['minor']:x}"
+
+
+# -- logs: timestamps, --since/--until, --tail with -f, rotation -----------------------------------
+
+TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
+
+
+def test_logs_timestamps_since_and_streams(sv, sv_rootfs, cleanup):
+    import re
+    import time
+    name = sv.id("lg")
+    cleanup.append(name)
+    sv.ctl("run", "-d", "--name", name, sv_rootfs, "sh", "-c",
+           "echo early; echo oops >&2; sleep 2; echo late; exec sleep 300")
+    wait_for(lambda: "late" in sv.ctl("logs", name).stdout, what="late line")
+    res = sv.ctl("logs", "-t", name)
+    lines = res.stdout.splitlines()
+    assert [ln.split(" ", 1)[1] for ln in lines] == ["early", "late"]
+    assert all(re.fullmatch(TS + " .*", ln) for ln in lines)
+    assert re.fullmatch(TS + " oops\n", res.stderr)  # stderr lines go to stderr, as docker
+    early, late = (ln.split(" ", 1)[0] for ln in lines)
+    # --since takes a timestamp (the entry at that very time included), --until too
+    assert sv.ctl("logs", "--since", late, name).stdout == "late\n"
+    assert sv.ctl("logs", "--until", early, name).stdout == "early\n"
+    assert sv.ctl("logs", "--since", "10m", name).stdout == "early\nlate\n"
+    unix = f"{int(time.time()) - 600}"
+    assert sv.ctl("logs", "--since", unix, name).stdout == "early\nlate\n"
+    assert sv.ctl("logs", "--since=-5m", name).stdout == ""
+    bad = sv.ctl("logs", "--since", "bogus", name, check=False)
+    assert bad.returncode == 1 and bad.stderr == (
+        'invalid value for "since": failed to parse value as time or duration: "bogus"\n')
+
+
+def test_logs_tail_and_follow_together(sv, sv_rootfs, cleanup):
+    name = sv.id("lg")
+    cleanup.append(name)
+    sv.ctl("run", "-d", "--name", name, sv_rootfs, "sh", "-c",
+           "for i in 1 2 3 4 5; do echo l$i; done; read x < /dev/null; sleep 2; echo l6")
+    wait_for(lambda: "l5" in sv.ctl("logs", name).stdout, what="five lines")
+    res = sv.ctl("logs", "-f", "--tail", "2", name, timeout=60)  # returns when it exits
+    assert res.stdout == "l4\nl5\nl6\n"
+    assert sv.ctl("logs", "--tail", "0", name).stdout == ""
+
+
+def test_log_rotation_keeps_max_file_files_and_reads_across_them(sv, sv_rootfs, cleanup):
+    name = sv.id("lg")
+    cleanup.append(name)
+    # each entry is ~70 bytes: with max-size=200 a file takes three entries, then rotates
+    sv.ctl("run", "-d", "--name", name, "--log-opt", "max-size=200", "--log-opt", "max-file=3",
+           sv_rootfs, "sh", "-c", "i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo line$i; done")
+    wait_for(lambda: json.loads(sv.ctl("inspect", name).stdout)[0]["State"]["Status"]
+             == "exited", what="exit")
+    log = sv.ctl("inspect", "-f", "{{.LogPath}}", name).stdout.strip()
+    files = sorted(f for f in os.listdir(os.path.dirname(log))
+                   if f.startswith(os.path.basename(log)))
+    assert files == [os.path.basename(log) + s for s in ("", ".1", ".2")]
+    sizes = [os.path.getsize(os.path.join(os.path.dirname(log), f)) for f in files]
+    assert all(s <= 200 + 100 for s in sizes)  # a file passes max-size by one entry at most
+    shown = sv.ctl("logs", name).stdout.split()
+    assert shown == [f"line{i}" for i in range(20 - len(shown) + 1, 21)]  # newest, in order
+    assert 6 <= len(shown) <= 9
+    with open(log + ".2") as f:
+        first = json.loads(f.readline())
+    assert first["stream"] == "stdout" and first["log"] == shown[0] + "\n"
+    sv.ctl("rm", name)
+    assert not [f for f in os.listdir(os.path.dirname(log))
+                if f.startswith(os.path.basename(log))]  # rm removes every file of the log

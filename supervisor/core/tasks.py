@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from supervisor import errors, shimclient
-from supervisor.checks import check_stdio, validate_id
+from supervisor.checks import LOG_LABEL, check_log, check_stdio, validate_id
 from supervisor.core import recovery
 from supervisor.core.bundles import Bundle
 from supervisor.core.shims import ShimPool
@@ -199,6 +199,7 @@ class TaskManager:
         if key in self.tasks:
             raise AlreadyExists(f"task {req.id}: already exists")
         check_stdio(req.stdin, req.stdout, req.stderr)
+        check_log(req.labels.get(LOG_LABEL, ""))
         task = Task(ns, req.id, self.bundle(ns, req.id))
         self.tasks[key] = task
         try:
@@ -233,7 +234,7 @@ class TaskManager:
         reply = await client.call("create", id=task.id, namespace=task.ns, bundle=task.path,
                                   runtime=runtime, runtime_root=root, stdin=req.stdin,
                                   stdout=req.stdout, stderr=req.stderr, terminal=req.terminal,
-                                  rootfs=req.rootfs)
+                                  rootfs=req.rootfs, log=req.labels.get(LOG_LABEL, ""))
         init.pid = reply["pid"]
 
     async def _discard(self, task: Task) -> None:

@@ -6,6 +6,10 @@ Destinations are given as the client wrote them in the task request:
 - ``/abs/path``          a FIFO the client created (and opened for reading / writing).
 - ``file:///abs/path``   a log file, appended to; handed to the process directly, no pump.
 
+A process may also have a json-file log (``log``, see jsonlog.py): its output is then always
+pumped, each pump handing what it reads to the log's line cutter before the FIFO (or nothing)
+gets it; a ``file://`` destination is ignored then (the log is the container's file).
+
 Flow control (the container must never deadlock on a slow or absent reader, and the shim must never
 buffer without bound):
 - An output pump reads the container's pipe while its buffer holds less than ``CAP`` bytes, so a
@@ -62,8 +66,10 @@ def _open_log(uri: str) -> int:
 class Pump:
     """Copies bytes from src to dst through a bounded buffer, driven by the reactor."""
 
-    def __init__(self, reactor, src: int, dst: int | None, on_done, own_src=True, own_dst=True):
+    def __init__(self, reactor, src: int, dst: int | None, on_done, own_src=True, own_dst=True,
+                 tap=None):
         self.r = reactor
+        self.tap = tap                      # a jsonlog.Stream that sees every byte read
         self.src, self.dst = src, dst
         self.own_src, self.own_dst = own_src, own_dst
         self.buf = bytearray()
@@ -89,6 +95,8 @@ class Pump:
         if not data:
             self._src_finished()
             return
+        if self.tap is not None:
+            self.tap.feed(data)
         if self.dst is None and self.awaited is None:
             return  # reader absent: discard
         self.buf += data
@@ -141,6 +149,8 @@ class Pump:
 
     def _src_finished(self) -> None:
         self.src_eof = True
+        if self.tap is not None:
+            self.tap.end()
         self._release_src()
         self._flush()
         if self.dst is None and self.awaited is None:
@@ -215,9 +225,12 @@ def _is_regular(fd: int) -> bool:
 class ProcessIO:
     """The stdio plumbing of one process (init or exec)."""
 
-    def __init__(self, reactor, stdin: str, stdout: str, stderr: str, terminal: bool):
+    def __init__(self, reactor, stdin: str, stdout: str, stderr: str, terminal: bool,
+                 log: str = ""):
         self.r = reactor
         self.paths = (stdin, stdout, stderr)
+        self.log_uri = log
+        self.log = None                     # the JsonLog, opened with the process's stdio
         self.terminal = terminal
         self.child_fds: list[int] = []      # handed to the runtime, closed after it ran
         self.pumps: list[Pump] = []
@@ -234,8 +247,21 @@ class ProcessIO:
             self.child_fds.append(null)
             return null, null, null
         stdin, stdout, stderr = self.paths
-        fds = (self._in_fd(stdin), self._out_fd(stdout), self._out_fd(stderr))
+        fds = (self._in_fd(stdin), self._out_fd(stdout, "stdout"),
+               self._out_fd(stderr, "stderr"))
         return fds
+
+    def _tap(self, stream: str):
+        """The log's line cutter for ``stream`` (None without a log)."""
+        if not self.log_uri:
+            return None
+        if self.log is None:
+            from supervisor.shim import jsonlog
+            try:
+                self.log = jsonlog.JsonLog(self.log_uri)
+            except jsonlog.LogError as e:
+                raise StdioError(str(e)) from None
+        return self.log.stream(stream)
 
     def _null(self) -> int:
         fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
@@ -251,8 +277,11 @@ class ProcessIO:
         self.stdin_pump = Pump(self.r, fifo, w, self._stdin_done)
         return r
 
-    def _out_fd(self, path: str) -> int:
-        if not path:
+    def _out_fd(self, path: str, stream: str) -> int:
+        tap = self._tap(stream)
+        if tap is not None and path.startswith("file://"):
+            path = ""
+        if not path and tap is None:
             return self._null()
         if path.startswith("file://"):
             fd = _open_log(path)
@@ -261,12 +290,12 @@ class ProcessIO:
         r, w = os.pipe2(os.O_CLOEXEC)
         self.child_fds.append(w)
         try:
-            dst = _open_fifo_out(path)
+            dst = _open_fifo_out(path) if path else None
         except StdioError:
             os.close(r)
             raise
-        pump = Pump(self.r, r, dst, self._output_done)
-        if dst is None:
+        pump = Pump(self.r, r, dst, self._output_done, tap=tap)
+        if dst is None and path:
             pump.await_reader(path)
         self._add_output(pump)
         return w
@@ -285,10 +314,13 @@ class ProcessIO:
     def attach_master(self, master: int) -> None:
         self.master = master
         stdin, stdout, _ = self.paths
+        tap = self._tap("stdout")
+        if tap is not None and stdout.startswith("file://"):
+            stdout = ""
         dst = None  # no stdout: the terminal's output is drained and dropped, never left to block
         if stdout:
             dst = _open_log(stdout) if stdout.startswith("file://") else _open_fifo_out(stdout)
-        pump = Pump(self.r, master, dst, self._output_done, own_src=False)
+        pump = Pump(self.r, master, dst, self._output_done, own_src=False, tap=tap)
         if dst is None and stdout and not stdout.startswith("file://"):
             pump.await_reader(stdout)
         self._add_output(pump)
@@ -318,6 +350,7 @@ class ProcessIO:
         self.outputs_open -= 1
         if self.outputs_open == 0:
             self._close_master()
+            self._close_log()
             if self.on_outputs_done:
                 self.on_outputs_done()
 
@@ -340,6 +373,11 @@ class ProcessIO:
         for p in list(self.pumps):
             p.abort()
         self._close_master()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
 
 def _open_stdin(path: str, pipe_w: int | None) -> int:

@@ -104,7 +104,8 @@ class Task:
     # -- create / start ----------------------------------------------------------
     def create(self, req: dict) -> dict:
         io = stdio.ProcessIO(self.r, req.get("stdin", ""), req.get("stdout", ""),
-                             req.get("stderr", ""), bool(req.get("terminal")))
+                             req.get("stderr", ""), bool(req.get("terminal")),
+                             log=req.get("log", ""))
         init = Process(self, INIT, io)
         self.procs[INIT] = init
         mounted = 0
