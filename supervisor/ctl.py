@@ -1028,8 +1028,21 @@ def _report(args, message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def exit_now(code) -> None:
+    """End the process with ``code`` once what the user sees is flushed, skipping the
+    interpreter's teardown (finalizing every module and object: ~4 ms of CPU, a sixth of a
+    ``ps``). Nothing of pyrunc-ctl needs it: no atexit work, files closed by ``with`` blocks,
+    its threads are daemon threads whose output was waited for."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (| head): nothing to tell it
+            pass
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)  # as sys.exit
+
+
 if __name__ == "__main__":
     # Run the module's own copy (not __main__'s), so the CtlError that extensions import from
     # supervisor.ctl is the one main() catches.
-    from supervisor.ctl import main as _main
-    sys.exit(_main())
+    from supervisor.ctl import exit_now as _exit_now, main as _main
+    _exit_now(_main())
