@@ -1,9 +1,8 @@
 """pyrunc-ctl's later features, on real containers through the supervisor: restarting a
-container made from an image, anonymous volumes, --privileged, log timestamps/--since/rotation
-and stdin for attach/start -i. Facts come from inside the container (or its log files).
+container made from an image, --privileged, and the json-file log (timestamps, --since/--until,
+--tail with -f, rotation). Facts come from inside the container or its log files.
 
 The image is a busybox OCI layout (sv_registry) loaded with ``pyrunc-ctl load``: no registry.
-Comparisons with Docker's own output are in conformance/engines/test_docker_ctl_features.py.
 """
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ def cleanup(sv):
     made: list[str] = []
     yield made
     for name in made:
-        sv.ctl("rm", "-f", "-v", name, check=False)
+        sv.ctl("rm", "-f", name, check=False)
 
 
 def inspect(sv, ref) -> dict:
