@@ -221,6 +221,8 @@ class Ctl:
             raise CtlError(f"Error response from daemon: {e}") from None
         self.check_name_free(name)
         spec, cfg, shown = self._build_spec(a, cid)
+        # Docker's StdinOnce: the client's end of input closes the container's (not run -di)
+        cfg["stdin_once"] = a.interactive and not (self.args.cmd == "run" and a.detach)
         log_dir = os.path.abspath(a.log_dir) if a.log_dir else self.files_root("logs")
         log = os.path.join(log_dir, self.args.namespace, cid + ".log")
         os.makedirs(os.path.dirname(log), exist_ok=True)
@@ -231,6 +233,9 @@ class Ctl:
                        meta.CONFIG: json.dumps(cfg, separators=(",", ":")), meta.LOG: log})
         from supervisor.ctllogs import log_uri  # written by the shim (supervisor/shim/jsonlog.py)
         labels[meta.LOG_URI] = log_uri(log, dict(a.log_opt))
+        if a.interactive and a.detach:  # stdin kept open for attach (supervisor/ctlstdin.py)
+            from supervisor import ctlstdin
+            labels[ctlstdin.LABEL] = ctlstdin.fifo_for(log)
         if self._volume_names:
             labels["io.pyrunc.ctl/volumes"] = ",".join(self._volume_names)
         if a.restart["Name"] != "no":  # kept by the supervisor (supervisor/core/restart.py)
@@ -279,7 +284,10 @@ class Ctl:
         os.makedirs(os.path.dirname(log), exist_ok=True)
         terminal = bool(json.loads(c.spec.value).get("process", {}).get("terminal"))
         out = "" if meta.LOG_URI in c.labels else "file://" + log  # older containers: raw
-        self._create_task(c.id, stdout=out, stderr=out, terminal=terminal)
+        from supervisor import ctlstdin
+        stdin = c.labels.get(ctlstdin.LABEL, "")
+        self._create_task(c.id, stdin=stdin and ctlstdin.ensure(stdin), stdout=out, stderr=out,
+                          terminal=terminal)
         self._start(c.id)
 
     def _create_task(self, cid: str, stdin="", stdout="", stderr="", terminal=False):
@@ -588,6 +596,9 @@ class Ctl:
         if log:
             from supervisor.ctllogs import remove_log
             remove_log(log)
+        from supervisor import ctlstdin
+        if cont.labels.get(ctlstdin.LABEL):
+            ctlstdin.remove(cont.labels[ctlstdin.LABEL])
 
     def cmd_pause(self, a) -> int:
         def pause(ref):
@@ -861,7 +872,7 @@ def _setup_cp(p) -> None:
 def _setup_attach(p) -> None:
     p.add_argument("--sig-proxy", type=lambda v: v.lower() in ("1", "true"), default=True,
                    help="proxy received signals to the container (default true)")
-    p.add_argument("--no-stdin", action="store_true", help="(accepted: stdin is not attached)")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach STDIN")
     p.add_argument("container")
 
 

@@ -132,6 +132,7 @@ def attach(ctl, a) -> int:
     if _status_name(task.status) == "paused":
         raise CtlError("Error response from daemon: You cannot attach to a paused container, "
                        "unpause it first")
+    _attach_stdin(ctl, c, task, a)
     done = threading.Event()
     reader = threading.Thread(target=follow, kwargs=dict(
         path=log, tail="0", keep_going=True, running=lambda: not done.is_set()), daemon=True)
@@ -145,6 +146,17 @@ def attach(ctl, a) -> int:
     done.set()
     reader.join(30)
     return code
+
+
+def _attach_stdin(ctl, c, task, a) -> None:
+    """Our stdin to the container's (a ``-i`` container's FIFO, supervisor/ctlstdin.py); at
+    its end the container's stdin is closed when the container was made with StdinOnce."""
+    from supervisor import ctlstdin
+    path = c.labels.get(ctlstdin.LABEL, "")
+    if a.no_stdin or not path or task.stdin != path:
+        return
+    once = meta.config_of(c.labels).get("stdin_once", False)
+    ctlstdin.copy_in(path, (lambda: ctl._close_stdin(c.id, "")) if once else (lambda: None))
 
 
 def port(ctl, a) -> int:

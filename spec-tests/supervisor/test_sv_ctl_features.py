@@ -171,3 +171,65 @@ def test_log_rotation_keeps_max_file_files_and_reads_across_them(sv, sv_rootfs, 
     sv.ctl("rm", name)
     assert not [f for f in os.listdir(os.path.dirname(log))
                 if f.startswith(os.path.basename(log))]  # rm removes every file of the log
+
+
+# -- stdin: attach and start -i ----------------------------------------------------------------------
+
+LOOP = "while read l; do echo got:$l; done; echo eof"
+
+
+def _attach(sv, name, text):
+    env = dict(os.environ, PYRUNC_SUPERVISOR_ADDRESS=sv.sock, PYRUNC_NAMESPACE=sv.ns)
+    from sv_harness import PYTHON, ROOT
+    p = subprocess.Popen([PYTHON, "-m", "supervisor.ctl", "attach", name], cwd=ROOT, env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(text.encode())
+    p.stdin.close()
+    return p
+
+
+def test_attach_stdin_of_a_detached_interactive_container(sv, sv_rootfs, cleanup):
+    """run -di: each attach's input reaches the process; its end does not close the
+    container's stdin (Docker's StdinOnce is false), so a second attach gets through too."""
+    name = sv.id("in")
+    cleanup.append(name)
+    sv.ctl("run", "-di", "--name", name, sv_rootfs, "sh", "-c", LOOP + "; exit 4")
+    first = _attach(sv, name, "hello\n")
+    wait_for(lambda: "got:hello" in sv.ctl("logs", name).stdout, what="the first input")
+    second = _attach(sv, name, "world\n")
+    wait_for(lambda: "got:world" in sv.ctl("logs", name).stdout, what="the second input")
+    assert "eof" not in sv.ctl("logs", name).stdout
+    assert inspect(sv, name)["State"]["Status"] == "running"
+    sv.ctl("stop", "-t", "1", name)
+    assert [p.wait(timeout=60) for p in (first, second)] == [137, 137]  # the container's code
+    assert b"got:world" in first.stdout.read()  # the output from the attach on
+
+
+def test_create_i_then_start_ai_and_attach_close_stdin_at_eof(sv, sv_rootfs, cleanup):
+    name = sv.id("in")
+    cleanup.append(name)
+    sv.ctl("create", "-i", "--name", name, sv_rootfs, "sh", "-c", LOOP)
+    res = sv.ctl("start", "-ai", name, input="world\n")
+    assert (res.returncode, res.stdout) == (0, "got:world\neof\n")
+    res = sv.ctl("start", "-ai", name, input="again\n")
+    assert (res.returncode, res.stdout) == (0, "got:again\neof\n")
+    # started detached, then attached: StdinOnce, so the end of input closes its stdin
+    sv.ctl("start", name)
+    p = _attach(sv, name, "third\n")
+    assert p.wait(timeout=60) == 0
+    wait_for(lambda: sv.ctl("logs", "--tail", "2", name).stdout == "got:third\neof\n",
+             what="the third run's output")
+
+
+def test_a_restarted_interactive_container_keeps_its_stdin(sv, sv_rootfs, cleanup):
+    """The restart monitor gives the new task the same stdin FIFO: attach reaches it again."""
+    name = sv.id("in")
+    cleanup.append(name)
+    sv.ctl("run", "-di", "--restart", "always", "--name", name, sv_rootfs, "sh", "-c",
+           "read l; echo got:$l")
+    assert _attach(sv, name, "one\n").wait(timeout=60) == 0
+    wait_for(lambda: inspect(sv, name)["RestartCount"] >= 1
+             and inspect(sv, name)["State"]["Status"] == "running", what="the restart")
+    assert _attach(sv, name, "two\n").wait(timeout=60) == 0
+    wait_for(lambda: sv.ctl("logs", name).stdout.split()[:2] == ["got:one", "got:two"],
+             what="both inputs")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 
 from supervisor import errors
@@ -30,6 +31,7 @@ from supervisor.core.tasks import CreateTask
 from supervisor.restartpolicy import COUNT, LOGURI, POLICY, wants_restart
 
 log = logging.getLogger("pyrunc-supervisor")
+STDIN = "io.pyrunc/stdin"
 MIN_DELAY, MAX_DELAY, RESET_AFTER = 0.1, 60.0, 10.0
 
 class RestartMonitor:
@@ -122,8 +124,11 @@ class RestartMonitor:
         spec = json.loads(c.spec.value)
         binary, root = _runtime_options(c)
         uri = c.labels.get(LOGURI, "")
+        stdin = c.labels.get(STDIN, "")  # a FIFO kept for attach (supervisor/ctlstdin.py)
+        if stdin and not _is_fifo(stdin):
+            stdin = ""
         await self.tasks.create(ns, CreateTask(
-            id=c.id, spec=spec, rootfs=self._rootfs(ns, c), stdout=uri, stderr=uri,
+            id=c.id, spec=spec, rootfs=self._rootfs(ns, c), stdin=stdin, stdout=uri, stderr=uri,
             terminal=bool((spec.get("process") or {}).get("terminal")), runtime=binary,
             runtime_root=root, labels=dict(c.labels)))
         await self.tasks.start(ns, c.id, "")
@@ -143,6 +148,14 @@ class RestartMonitor:
         if sn is None:
             raise errors.NotFound(f"snapshotter {c.snapshotter!r} not found")
         return sn.mounts(ns, c.snapshot_key)
+
+
+def _is_fifo(path: str) -> bool:
+    import stat
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _container(data: bytes):
