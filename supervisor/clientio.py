@@ -82,21 +82,14 @@ def _copy_out(fd: int, out, log=None, lock=None) -> None:
 
 
 def _copy_in(path: str, on_eof) -> None:
+    from supervisor.ctlstdin import copy_until_eof
     try:
         fd = os.open(path, os.O_WRONLY)
     except OSError:
         return
     try:
-        src = sys.stdin.buffer.fileno()
-        while True:
-            data = os.read(src, 65536)
-            if not data:
-                break
-            os.write(fd, data)
-    except OSError:
-        pass
+        copy_until_eof(sys.stdin.buffer.fileno(), fd)
     finally:
-        os.close(fd)
         on_eof()
 
 

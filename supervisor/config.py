@@ -141,11 +141,16 @@ def _optpath(key: Key, value) -> str:
     return _path(key, value) if _str(key, value) else ""
 
 
+# sun_path holds 107 bytes, but grpc's unix: addresses bind at most 105 (it refuses 106 and 107
+# with "Failed to bind"): one limit for every socket the daemon listens on.
+MAX_SOCKET_PATH = 105
+
+
 def _socket(key: Key, value) -> str:
     path = _path(key, value)
-    if len(path.encode()) > 107:
+    if len(path.encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{key.name}: socket path too long ({len(path.encode())} bytes, "
-                          f"at most 107): {path}")
+                          f"at most {MAX_SOCKET_PATH}): {path}")
     return path
 
 

@@ -42,6 +42,21 @@ def remove(path: str) -> None:
         pass
 
 
+def copy_until_eof(src: int, fd: int) -> None:
+    """Copy ``src`` into ``fd`` until end of input (or an error: a reader that went away), then
+    close ``fd``: the one stdin copier of pyrunc-ctl (attach, run -i, exec -i)."""
+    try:
+        while True:
+            data = os.read(src, 65536)
+            if not data:
+                break
+            os.write(fd, data)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def copy_in(path: str, on_eof, src=None) -> threading.Thread | None:
     """Copy our stdin into the container's stdin FIFO until end of input, then call
     ``on_eof``. None (nothing started) when no process holds the FIFO any more (its stdin was
@@ -54,16 +69,7 @@ def copy_in(path: str, on_eof, src=None) -> threading.Thread | None:
     src = sys.stdin.buffer.fileno() if src is None else src
 
     def pump():
-        try:
-            while True:
-                data = os.read(src, 65536)
-                if not data:
-                    break
-                os.write(fd, data)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        copy_until_eof(src, fd)
         on_eof()
     t = threading.Thread(target=pump, daemon=True)
     t.start()

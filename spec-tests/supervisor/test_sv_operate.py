@@ -185,6 +185,8 @@ BAD_CONFIGS = [
     ('[cni]\npath = "/usr/lib/cni"\n', "cni.path: expected an array"),
     ('version = 2\n', "version: format version 2 is not supported"),
     (f'[grpc]\naddress = "/{"x" * 120}"\n', "grpc.address: socket path too long"),
+    (f'[grpc]\naddress = "/{"x" * 105}"\n', "grpc.address: socket path too long (106 bytes, "
+     "at most 105)"),   # grpc cannot bind 106 or 107 bytes
     ('[grpc\n', "not valid TOML"),
 ]
 
