@@ -18,23 +18,36 @@ import threading
 from pyrunc.linux import sys as linux
 
 
-def _make(path: str, result: list) -> None:
-    try:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        result.append(e)
-        return
-    try:
-        linux.unshare(linux.CLONE_NEWNET)
+def _in_thread(name: str, enter, fn):
+    """``fn()`` in a thread of its own that ``enter()`` moved into another network namespace
+    (unshare or setns), and that goes back home after: only that thread ever leaves the
+    daemon's namespace, and one that failed to get back never runs anything else."""
+    result: list = []
+
+    def body():
         try:
-            linux.mount("/proc/thread-self/ns/net", path, None, linux.MS_BIND)
-            _loopback_up()
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            result.append(e)
+            return
+        try:
+            enter()
+            try:
+                result.append(("ok", fn()))
+            finally:
+                linux.setns(home, linux.CLONE_NEWNET)
+        except BaseException as e:  # reported to the caller
+            result.append(e)
         finally:
-            linux.setns(home, linux.CLONE_NEWNET)
-    except BaseException as e:  # reported to the caller
-        result.append(e)
-    finally:
-        os.close(home)
+            os.close(home)
+
+    t = threading.Thread(target=body, name=name, daemon=True)
+    t.start()
+    t.join()
+    out = result[0] if result else RuntimeError("netns thread ended without a result")
+    if isinstance(out, tuple):
+        return out[1]
+    raise out
 
 
 def _loopback_up() -> None:
@@ -48,16 +61,17 @@ def create(path: str) -> None:
     """A new network namespace mounted on ``path`` (created; must not exist)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
     os.close(fd)
-    result: list = []
-    t = threading.Thread(target=_make, args=(path, result), name="netns-create", daemon=True)
-    t.start()
-    t.join()
-    if result:
+
+    def bind():
+        linux.mount("/proc/thread-self/ns/net", path, None, linux.MS_BIND)
+        _loopback_up()
+    try:
+        _in_thread("netns-create", lambda: linux.unshare(linux.CLONE_NEWNET), bind)
+    except BaseException as err:
         remove(path)
-        err = result[0]
         if isinstance(err, OSError):
-            raise OSError(err.errno, f"network namespace: {err.strerror}", path)
-        raise err
+            raise OSError(err.errno, f"network namespace: {err.strerror}", path) from None
+        raise
 
 
 def is_mounted(path: str) -> bool:
@@ -85,39 +99,14 @@ def remove(path: str) -> None:
         pass
 
 
-def _inside(path: str, fn, result: list) -> None:
-    try:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        result.append(e)
-        return
-    try:
+def run_inside(path: str, fn):
+    """``fn()`` run in the namespace mounted on ``path``, by a thread of its own (as ``create``).
+    Sockets ``fn`` makes stay in that namespace for their whole life: the containers' resolver
+    binds 127.0.0.11 there this way."""
+    def enter():
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             linux.setns(target, linux.CLONE_NEWNET)
         finally:
             os.close(target)
-        try:
-            result.append(("ok", fn()))
-        finally:
-            linux.setns(home, linux.CLONE_NEWNET)
-    except BaseException as e:  # reported to the caller
-        result.append(e)
-    finally:
-        os.close(home)
-
-
-def run_inside(path: str, fn):
-    """``fn()`` run in the namespace mounted on ``path``, by a thread of its own (as ``create``:
-    only that thread enters it, and a thread that failed to get back never runs anything else).
-    Sockets ``fn`` makes stay in that namespace for their whole life: the containers' resolver
-    binds 127.0.0.11 there this way."""
-    result: list = []
-    t = threading.Thread(target=_inside, args=(path, fn, result), name="netns-enter",
-                         daemon=True)
-    t.start()
-    t.join()
-    out = result[0] if result else RuntimeError("netns thread ended without a result")
-    if isinstance(out, tuple):
-        return out[1]
-    raise out
+    return _in_thread("netns-enter", enter, fn)
