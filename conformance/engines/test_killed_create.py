@@ -61,8 +61,10 @@ class StopWrapper:
             return self.note.exists() and self.note.read_text().startswith(self.stage)
         el.wait_for(reached, TIMEOUT, 0.05, f"create to stop at {self.stage}")
         # the first of them: the stage-1 child and the init are its forks (re-parented
-        # away from it once the stage-1 child is gone)
-        first = min(marked_processes(self.mark), key=_start_time)
+        # away from it once the stage-1 child is gone).  A fork can share its parent's start
+        # time (clock ticks), so ties go to the one whose parent is not marked.
+        marked = marked_processes(self.mark)
+        first = min(marked, key=lambda p: (_start_time(p), _ppid(p) in marked))
         assert "create" in _cmdline(first), _cmdline(first)
         return first
 
@@ -78,6 +80,11 @@ def _read(path: str) -> bytes:
 def _start_time(pid: int) -> int:
     stat = _read(f"/proc/{pid}/stat").decode()
     return int(stat.rsplit(")", 1)[1].split()[19]) if stat else 0
+
+
+def _ppid(pid: int) -> int:
+    stat = _read(f"/proc/{pid}/stat").decode()
+    return int(stat.rsplit(")", 1)[1].split()[1]) if stat else 0
 
 
 def _cmdline(pid: int) -> list[str]:
